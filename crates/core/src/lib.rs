@@ -1,0 +1,32 @@
+//! The streambus model and its seams, with no I/O.
+//!
+//! # Layout
+//! - [`event`]: the canonical [`Event`](event::Event) and its enums (SPEC §2).
+//! - [`name`]: validated names — tenants, streams, event types, ids.
+//! - [`validate`]: turns producer input (JSON) into events, naming the bad field.
+//! - [`filter`]: what a consumer wants; evaluated against every delivered event.
+//! - [`wire`]: WebSocket messages shared by the server, `tail` and `bench`.
+//! - [`store`] and [`log`]: the two backend seams of SPEC §7. The API layer knows
+//!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
+//! - [`time`]: clock helpers (Unix seconds and RFC 3339 with milliseconds).
+//!
+//! Keeping this crate free of tokio, sqlx and axum is what lets the traits be
+//! tested without a runtime and the backends be swapped without touching handlers.
+
+pub mod event;
+pub mod filter;
+pub mod log;
+pub mod name;
+pub mod store;
+pub mod time;
+pub mod validate;
+pub mod wire;
+
+pub use event::{Event, EventClass, Priority, Record, Status};
+pub use filter::{Filter, Glob};
+pub use log::{EventLog, LogError};
+pub use store::{EventStore, StoreError};
+pub use validate::{Limits, ValidationError};
+
+/// The tenant used by single-user installs (SPEC §2).
+pub const DEFAULT_TENANT: &str = "default";

@@ -1,0 +1,212 @@
+//! The store seam (SPEC §7): durable events, queries, and stream records.
+//!
+//! Every method takes the tenant explicitly and never returns another
+//! tenant's rows. Backends: `SqliteStore` (embedded) and `PgStore` (cluster), in
+//! the `streambus-store` crate; both run the same conformance expectations.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventClass, Record};
+use crate::validate::NewEvent;
+
+/// Store failures, named for what the caller can do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with stored data.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The engine cannot be reached or refused the work; retry later.
+    #[error("storage unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be read back.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The store is shutting down.
+    #[error("store closed")]
+    Closed,
+}
+
+/// The result of appending one event.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The stored record (for a duplicate: the one stored first).
+    pub record: Arc<Record>,
+    /// True when the id was already stored: nothing new was delivered.
+    pub duplicate: bool,
+}
+
+/// A history query. Results are ordered by offset; the cursor is an offset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventQuery {
+    /// Only these streams (exact names); `None` for all.
+    pub streams: Option<Vec<String>>,
+    /// Only this type.
+    pub event_type: Option<String>,
+    /// Only this class.
+    pub class: Option<EventClass>,
+    /// Only this source.
+    pub source: Option<String>,
+    /// Event time at or after, ms since the epoch.
+    pub start_ms: Option<i64>,
+    /// Event time before, ms since the epoch.
+    pub end_ms: Option<i64>,
+    /// Ascending: offsets greater than this. Descending: offsets less than this.
+    pub cursor: Option<u64>,
+    /// Newest first when true.
+    pub descending: bool,
+    /// Most records to return.
+    pub limit: usize,
+}
+
+/// A page of query results.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The records, in the query's order.
+    pub records: Vec<Arc<Record>>,
+    /// The cursor for the next page, when there may be one.
+    pub next_cursor: Option<u64>,
+}
+
+/// Live-delivery state of a stream (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamState {
+    /// Delivering.
+    Active,
+    /// Storing, holding delivery until resumed.
+    Paused,
+    /// Stopped by an operator; still accepts events.
+    Stopped,
+}
+
+impl StreamState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Active, Self::Paused, Self::Stopped].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A stream's stored record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamInfo {
+    /// Its name.
+    pub name: String,
+    /// Delivery state.
+    pub state: StreamState,
+    /// When it was created, ms since the epoch.
+    pub created_ms: i64,
+    /// Offset of its newest event (0 when empty).
+    pub last_offset: u64,
+    /// Events it holds now.
+    pub events: u64,
+    /// Highest offset removed by retention (0 when none): a resume from below
+    /// this cannot be complete.
+    pub pruned_through: u64,
+}
+
+/// How much history to keep (SPEC §2, Stream retention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Keep at most this many events per stream (0: no limit).
+    pub max_events: u64,
+    /// Drop events older than this many ms (0: no limit).
+    pub max_age_ms: i64,
+}
+
+/// Called by a store, in offset order, after each commit.
+pub type CommitHook = Arc<dyn Fn(&[Arc<Record>]) + Send + Sync>;
+
+/// The store seam.
+///
+/// Contract every backend keeps:
+/// - `append` makes events durable before returning; offsets are strictly
+///   increasing across the store and assigned in the order of the batch.
+/// - An event whose id the producer supplied is stored once per tenant; a later
+///   append of the same id returns the stored record with `duplicate: true`.
+/// - Queries never return another tenant's rows.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends a batch for one tenant, in order.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; nothing of the batch is stored then.
+    async fn append(&self, tenant: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError>;
+
+    /// Stores records whose offsets were assigned elsewhere (a cluster log),
+    /// skipping offsets already stored. Backends that assign offsets themselves
+    /// may refuse.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn insert_records(&self, records: &[Arc<Record>]) -> Result<(), StoreError>;
+
+    /// One event by id.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Record>>, StoreError>;
+
+    /// History query with cursor pagination.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn query(&self, tenant: &str, query: &EventQuery) -> Result<Page, StoreError>;
+
+    /// The newest offset stored for any tenant (0 when empty).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn head(&self) -> Result<u64, StoreError>;
+
+    /// Every stream of the tenant.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn list_streams(&self, tenant: &str) -> Result<Vec<StreamInfo>, StoreError>;
+
+    /// Creates the stream if missing and sets its state.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn set_stream_state(
+        &self,
+        tenant: &str,
+        stream: &str,
+        state: StreamState,
+    ) -> Result<StreamInfo, StoreError>;
+
+    /// Applies retention to every stream; returns how many events were removed.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError>;
+
+    /// Registers the hook called after each commit with the new records, in
+    /// offset order (the embedded log's live tail).
+    fn set_commit_hook(&self, hook: CommitHook);
+
+    /// Checks that the engine answers.
+    ///
+    /// # Errors
+    /// `Unavailable` when it does not.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Flushes pending writes and stops accepting new ones.
+    async fn close(&self);
+}

@@ -1,0 +1,422 @@
+//! The WebSocket protocol (SPEC §3.3): JSON text frames with a `type` field,
+//! names as in seed 000. Shared by the server, `streambus tail` and `bench`.
+//!
+//! Client frames are parsed by hand from a JSON value so that the type is
+//! matched case-insensitively (seed 001 sends `"subscribe"`) and every error
+//! names its field. All error and close codes live here.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::{Event, EventClass, Priority};
+use crate::filter::{FieldMatch, Filter, Glob};
+
+/// `ERROR` frame codes.
+pub mod codes {
+    /// The frame is not JSON or not an object with a string `type`.
+    pub const BAD_FRAME: &str = "bad_frame";
+    /// The `type` is not a known message.
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    /// A field has a bad value; the message names it.
+    pub const INVALID: &str = "invalid";
+    /// The frame or event is larger than allowed.
+    pub const TOO_LARGE: &str = "too_large";
+    /// The message is known but not available on this server yet.
+    pub const UNSUPPORTED: &str = "unsupported";
+    /// Storage or the broker is unreachable; retry later.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// Something failed inside the server.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// WebSocket close codes for terminal cases.
+pub mod close {
+    /// The server is shutting down (RFC 6455 "going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// The consumer fell behind retention: events it needs are gone.
+    pub const BEHIND_RETENTION: u16 = 4008;
+}
+
+/// A client → server message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// Start (or replace) the connection's subscription.
+    Subscribe(Box<Subscribe>),
+    /// Stop receiving events.
+    Unsubscribe,
+    /// Publish one event; answered by `ACK` after commit.
+    Publish {
+        /// The event, validated by the server.
+        event: Value,
+        /// Echoed in the `ACK` or `ERROR`.
+        reference: Option<String>,
+    },
+    /// Keep-alive; answered by `PONG`.
+    Ping {
+        /// Echoed in the `PONG`.
+        reference: Option<String>,
+    },
+    /// Credentials as a first frame.
+    Auth {
+        /// The bearer token.
+        token: String,
+    },
+    /// A message of the protocol this server does not handle yet.
+    Unsupported(String),
+}
+
+/// A `SUBSCRIBE` request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Subscribe {
+    /// The overlay identity, when the client is an overlay.
+    pub overlay_id: Option<String>,
+    /// What the client wants.
+    pub filter: Filter,
+    /// Resume after this offset.
+    pub since: Option<u64>,
+    /// Start with the last N matching events.
+    pub rewind: Option<usize>,
+}
+
+/// Most events a `rewind` may ask for.
+pub const MAX_REWIND: usize = 1000;
+
+/// A refused client frame: code, message and the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    /// One of [`codes`].
+    pub code: &'static str,
+    /// What is wrong.
+    pub message: String,
+    /// The offending field, when there is one.
+    pub field: Option<String>,
+}
+
+impl WireError {
+    fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self { code: codes::INVALID, message: format!("{field}: {}", message.into()), field: Some(field.into()) }
+    }
+}
+
+const SUPPORTED_LATER: &[&str] = &[
+    "ANIMATION_CANCEL",
+    "ANIMATION_REPLAY",
+    "ANIMATION_STARTED",
+    "ANIMATION_ENDED",
+    "ANIMATION_CANCELLED",
+    "STATE_SET",
+    "STATE_PATCH",
+];
+
+impl ClientMessage {
+    /// Parses a text frame.
+    ///
+    /// # Errors
+    /// A [`WireError`] naming what is wrong; the connection stays usable.
+    pub fn parse(text: &str) -> Result<Self, WireError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| WireError {
+            code: codes::BAD_FRAME,
+            message: format!("frame is not valid JSON: {e}"),
+            field: None,
+        })?;
+        let Value::Object(mut obj) = value else {
+            return Err(WireError {
+                code: codes::BAD_FRAME,
+                message: "frame must be a JSON object with a string `type`".into(),
+                field: None,
+            });
+        };
+        let kind = match obj.remove("type") {
+            Some(Value::String(s)) => s.to_ascii_uppercase(),
+            _ => {
+                return Err(WireError {
+                    code: codes::BAD_FRAME,
+                    message: "frame must have a string `type`".into(),
+                    field: Some("type".into()),
+                });
+            }
+        };
+        let reference = take_ref(&mut obj)?;
+        match kind.as_str() {
+            "SUBSCRIBE" => Ok(Self::Subscribe(Box::new(parse_subscribe(obj)?))),
+            "UNSUBSCRIBE" => Ok(Self::Unsubscribe),
+            "PUBLISH" => match obj.remove("event") {
+                Some(event) => Ok(Self::Publish { event, reference }),
+                None => Err(WireError::invalid("event", "is required")),
+            },
+            "PING" => Ok(Self::Ping { reference }),
+            "AUTH" => match obj.remove("token") {
+                Some(Value::String(token)) => Ok(Self::Auth { token }),
+                _ => Err(WireError::invalid("token", "must be a string")),
+            },
+            k if SUPPORTED_LATER.contains(&k) => Ok(Self::Unsupported(kind)),
+            _ => Err(WireError {
+                code: codes::UNKNOWN_TYPE,
+                message: format!("unknown message type `{kind}`"),
+                field: Some("type".into()),
+            }),
+        }
+    }
+}
+
+fn take_ref(obj: &mut Map<String, Value>) -> Result<Option<String>, WireError> {
+    match obj.remove("ref") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s)),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(WireError::invalid("ref", "must be a string of at most 128 bytes")),
+    }
+}
+
+fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> {
+    let mut take = |keys: &[&str]| keys.iter().find_map(|k| obj.remove(*k)).filter(|v| !v.is_null());
+    let overlay_id = match take(&["overlayId", "overlay_id", "overlay"]) {
+        None => None,
+        Some(Value::String(s)) if crate::name::is_event_id(&s) => Some(s),
+        Some(_) => return Err(WireError::invalid("overlayId", "must match [A-Za-z0-9_.:-]{1,128}")),
+    };
+    let streams = strings("streams", take(&["streams", "stream", "stream_id"]))?;
+    let types = strings("eventTypes", take(&["eventTypes", "event_types", "types"]))?;
+    let classes = strings("classes", take(&["classes"]))?
+        .iter()
+        .map(|c| {
+            EventClass::parse(c)
+                .ok_or_else(|| WireError::invalid("classes", format!("unknown class `{c}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tags = strings("tags", take(&["tags"]))?;
+    let min_priority = match take(&["minPriority", "min_priority"]) {
+        None => None,
+        Some(Value::String(p)) => Some(Priority::parse(&p).ok_or_else(|| {
+            WireError::invalid("minPriority", "must be one of low, normal, high, critical")
+        })?),
+        Some(_) => return Err(WireError::invalid("minPriority", "must be a string")),
+    };
+    let mut fields = match take(&["filter"]) {
+        None => Vec::new(),
+        Some(v) => field_matches(v)?,
+    };
+    let teams = strings("teams", take(&["teams"]))?;
+    if !teams.is_empty() {
+        fields.push(FieldMatch { path: "data.team".into(), values: teams.into_iter().map(Value::from).collect() });
+    }
+    let since = match take(&["since"]) {
+        None => None,
+        Some(v) => Some(offset_value(&v).ok_or_else(|| WireError::invalid("since", "must be an offset (a non-negative integer)"))?),
+    };
+    let rewind = match take(&["rewind"]) {
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|n| *n as usize <= MAX_REWIND)
+                .ok_or_else(|| WireError::invalid("rewind", format!("must be an integer from 0 to {MAX_REWIND}")))?
+                as usize,
+        ),
+    };
+    obj.remove("id");
+    if let Some(k) = obj.keys().next() {
+        return Err(WireError::invalid(k, "unknown field"));
+    }
+    for s in &streams {
+        if !is_stream_pattern(s) {
+            return Err(WireError::invalid("streams", format!("`{s}` is not a stream name or glob")));
+        }
+    }
+    let filter = Filter {
+        streams: streams.into_iter().map(Glob::new).collect(),
+        types: types.into_iter().map(Glob::new).collect(),
+        classes,
+        tags,
+        min_priority,
+        fields,
+        hide_system: overlay_id.is_some(),
+    };
+    Ok(Subscribe { overlay_id, filter, since, rewind })
+}
+
+/// Is `s` a stream name, or a glob that could match one?
+pub fn is_stream_pattern(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= crate::name::MAX_STREAM_LEN
+        && s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-' | b'*' | b'?')
+        })
+}
+
+/// An offset given as a number or a numeric string.
+pub fn offset_value(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn strings(field: &str, v: Option<Value>) -> Result<Vec<String>, WireError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s]),
+        Some(Value::Array(items)) if items.len() <= 100 => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s),
+                _ => Err(WireError::invalid(field, "must hold strings of 1 to 128 bytes")),
+            })
+            .collect(),
+        Some(_) => Err(WireError::invalid(field, "must be a string or an array of at most 100 strings")),
+    }
+}
+
+/// `{"data.team": ["a","b"], "metadata.tournament_id": 7}` → field matches.
+fn field_matches(v: Value) -> Result<Vec<FieldMatch>, WireError> {
+    let Value::Object(map) = v else {
+        return Err(WireError::invalid("filter", "must be an object of field paths to values"));
+    };
+    map.into_iter()
+        .map(|(path, want)| {
+            if !(path.starts_with("data.") || path.starts_with("metadata.")) || path.ends_with('.') {
+                return Err(WireError::invalid(
+                    "filter",
+                    format!("`{path}` must start with `data.` or `metadata.`"),
+                ));
+            }
+            let values = match want {
+                Value::Array(vs) => vs,
+                v => vec![v],
+            };
+            Ok(FieldMatch { path, values })
+        })
+        .collect()
+}
+
+/// A server → client message other than the hot-path `EVENT_BROADCAST`,
+/// which the hub builds once per event from the stored bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServerMessage {
+    /// An event (parsed form, for clients).
+    EventBroadcast {
+        /// The event.
+        event: Box<Event>,
+    },
+    /// The subscription is live.
+    Subscribed {
+        /// The log's head when the subscription went live.
+        offset: u64,
+        /// False when retention had already dropped events after `since`.
+        recovered: bool,
+        /// With `recovered: false`, the earliest offset still available.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        earliest_offset: Option<u64>,
+    },
+    /// The subscription ended.
+    Unsubscribed {},
+    /// A publish is durable.
+    Ack {
+        /// Event id.
+        id: String,
+        /// Event offset.
+        offset: u64,
+        /// True when the id was already stored and nothing new was delivered.
+        #[serde(default)]
+        duplicate: bool,
+        /// The client's `ref`, echoed.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// A frame was refused; the connection stays open.
+    Error {
+        /// One of [`codes`].
+        code: String,
+        /// What is wrong.
+        message: String,
+        /// The offending field.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
+        /// The client's `ref`, echoed.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// Answer to `PING`.
+    Pong {
+        /// Server time, Unix ms.
+        timestamp: i64,
+        /// The client's `ref`, echoed.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text of this message.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialise")
+    }
+
+    /// An `ERROR` from a [`WireError`].
+    pub fn from_wire_error(e: WireError, reference: Option<String>) -> Self {
+        Self::Error { code: e.code.into(), message: e.message, field: e.field, reference }
+    }
+}
+
+/// The `EVENT_BROADCAST` frame for an event's canonical JSON.
+pub fn event_broadcast_frame(event_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event_json.len() + 40);
+    out.extend_from_slice(b"{\"type\":\"EVENT_BROADCAST\",\"event\":");
+    out.extend_from_slice(event_json);
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_seed_shapes() {
+        let m = ClientMessage::parse(r#"{"type":"subscribe","teams":["team_1","team_2"]}"#).unwrap();
+        let ClientMessage::Subscribe(s) = m else { panic!("{m:?}") };
+        assert_eq!(s.filter.fields[0].path, "data.team");
+        let m = ClientMessage::parse(
+            r#"{"type":"SUBSCRIBE","overlayId":"main","eventTypes":["high_*"],"since":"41","rewind":5}"#,
+        )
+        .unwrap();
+        let ClientMessage::Subscribe(s) = m else { panic!() };
+        assert_eq!(s.overlay_id.as_deref(), Some("main"));
+        assert_eq!(s.since, Some(41));
+        assert_eq!(s.rewind, Some(5));
+        assert!(s.filter.hide_system);
+        assert!(matches!(ClientMessage::parse(r#"{"type":"ping","ref":7}"#), Ok(ClientMessage::Ping { reference: Some(r) }) if r == "7"));
+    }
+
+    #[test]
+    fn bad_frames_name_the_problem() {
+        let cases = [
+            ("nope", codes::BAD_FRAME),
+            ("[]", codes::BAD_FRAME),
+            (r#"{"x":1}"#, codes::BAD_FRAME),
+            (r#"{"type":"DANCE"}"#, codes::UNKNOWN_TYPE),
+            (r#"{"type":"PUBLISH"}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","streams":["Bad Name"]}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","classes":["loud"]}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","since":-1}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","rewind":100000}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","filter":{"team":"x"}}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","bogus":1}"#, codes::INVALID),
+        ];
+        for (text, code) in cases {
+            assert_eq!(ClientMessage::parse(text).unwrap_err().code, code, "{text}");
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let m = ServerMessage::Ack { id: "e".into(), offset: 3, duplicate: false, reference: Some("r".into()) };
+        let text = m.to_text();
+        assert!(text.starts_with(r#"{"type":"ACK""#), "{text}");
+        assert_eq!(serde_json::from_str::<ServerMessage>(&text).unwrap(), m);
+        let frame = event_broadcast_frame(br#"{"id":"x"}"#);
+        assert_eq!(frame, br#"{"type":"EVENT_BROADCAST","event":{"id":"x"}}"#);
+    }
+}
