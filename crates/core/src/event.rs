@@ -216,6 +216,13 @@ impl Record {
         Ok(Self { tenant: tenant.to_owned(), event, json })
     }
 
+    /// Builds a record from an event that already carries its offset and the
+    /// body it was stored with (from [`Event::to_body`]), without re-serialising.
+    pub fn with_body(tenant: &str, event: Event, body: &str) -> Self {
+        let json = splice_offset(event.offset, body);
+        Self { tenant: tenant.to_owned(), event, json }
+    }
+
     /// Builds a record from an event that already carries its offset.
     pub fn from_event(tenant: &str, event: Event) -> Self {
         let json = Bytes::from(serde_json::to_vec(&event).expect("an Event always serialises"));

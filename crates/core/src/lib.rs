@@ -18,6 +18,8 @@ pub mod filter;
 pub mod log;
 pub mod name;
 pub mod store;
+#[doc(hidden)]
+pub mod testsuite;
 pub mod time;
 pub mod validate;
 pub mod wire;

@@ -1,1 +1,141 @@
-//! placeholder
+//! The streambus server: HTTP, SSE and WebSocket API over the store and log
+//! seams, the fan-out hub, demo generators and background tasks.
+//!
+//! # Layout
+//! - [`config`]: settings, loaded once and validated.
+//! - [`state`]: what handlers share; only the seam traits, never a backend.
+//! - [`hub`]: the node's fan-out; [`subscription`]: one connection's view of it.
+//! - [`publish`]: the one publish path; [`generator`]: demo streams.
+//! - [`api`]: routes, one module per group, and the problem+json error type.
+//!
+//! [`open`] builds the state from a configuration; [`serve`] runs it on a bound
+//! listener until the shutdown future completes, then drains (SPEC §3.5).
+
+pub mod api;
+pub mod config;
+pub mod generator;
+pub mod hub;
+pub mod publish;
+pub mod state;
+pub mod subscription;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streambus_core::store::{Retention, StreamState};
+use streambus_core::{DEFAULT_TENANT, EventStore, StoreError};
+use streambus_log::LocalLog;
+use streambus_store::{SqliteOptions, SqliteStore};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use config::Config;
+pub use state::AppState;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("cannot open storage in {dir}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// Serving failed.
+    #[error("server failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Opens storage and the log for `config` (embedded mode).
+///
+/// # Errors
+/// When the data directory or database cannot be opened or migrated.
+pub async fn open(config: Config) -> Result<AppState, ServeError> {
+    let mut opts = SqliteOptions::new(config.server.data_dir.clone());
+    opts.synchronous_full = config.storage.synchronous == config::Synchronous::Full;
+    opts.batch_max = config.storage.batch_max;
+    let dir = config.server.data_dir.display().to_string();
+    let store = SqliteStore::open(opts).await.map_err(|source| ServeError::Store { dir, source })?;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+    let log = Arc::new(LocalLog::new(Arc::clone(&store)));
+    let state = AppState::new(config, store, log);
+    match state.store.list_streams(DEFAULT_TENANT).await {
+        Ok(streams) => {
+            for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
+                state.hub.restore_paused(DEFAULT_TENANT, &s.name, s.last_offset);
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read stream states"),
+    }
+    Ok(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then stops
+/// accepting, closes connections with a proper close frame, and flushes the
+/// writer before returning.
+///
+/// # Errors
+/// I/O failures of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let hub_task = tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
+    state.tasks.spawn(retention(state.clone()));
+    if state.config.server.demo {
+        for stream in generator::DEMO_STREAMS {
+            state.generators.start(&state, DEFAULT_TENANT, stream);
+        }
+    }
+    let addr = listener.local_addr()?;
+    info!(%addr, data_dir = %state.config.server.data_dir.display(), demo = state.config.server.demo, "streambus listening");
+
+    let app = api::router(state.clone());
+    let token = state.shutdown.clone();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            info!("shutting down: no new connections, closing streams");
+            token.cancel();
+        })
+        .await;
+
+    state.shutdown.cancel();
+    state.tasks.close();
+    let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+        warn!("connections still open after the grace period");
+    }
+    let _ = hub_task.await;
+    state.store.close().await;
+    info!("storage flushed; bye");
+    Ok(result?)
+}
+
+/// Applies retention periodically until shutdown.
+async fn retention(state: AppState) {
+    let r = &state.config.retention;
+    if r.max_events_per_stream == 0 && r.max_age_secs == 0 {
+        return;
+    }
+    let policy = Retention {
+        max_events: r.max_events_per_stream,
+        max_age_ms: i64::try_from(r.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(r.interval_secs.max(1)));
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = tick.tick() => match state.store.prune(policy).await {
+                Ok(0) => {}
+                Ok(n) => info!(removed = n, "retention pass"),
+                Err(e) => warn!(error = %e, "retention pass failed"),
+            },
+        }
+    }
+}

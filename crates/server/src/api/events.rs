@@ -1,0 +1,249 @@
+//! `POST /events` (one, an array, or NDJSON), `GET /events` and
+//! `GET /events/history` (filters, time range, cursor pagination),
+//! `GET /events/{id}` (SPEC §3.2).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use streambus_core::store::EventQuery;
+use streambus_core::validate::PublishContext;
+use streambus_core::{DEFAULT_TENANT, EventClass, name, time};
+
+use super::error::ApiError;
+use super::extract::{AppBody, AppQuery, correlation_id, json_body};
+use crate::publish::{ItemResult, publish_batch, publish_one, stored_json, validate_item};
+use crate::state::AppState;
+
+/// Default and largest page for history queries.
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/events", get(list_events).post(publish_events))
+        .route("/events/history", get(list_events))
+        .route("/events/{id}", get(get_event))
+}
+
+/// A JSON response from bytes already encoded.
+pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut res = (status, body.into()).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+enum BodyKind {
+    One,
+    Array,
+    Ndjson,
+}
+
+fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, ApiError> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ctype.starts_with("application/x-ndjson") || ctype.starts_with("application/jsonl") {
+        return Ok(BodyKind::Ndjson);
+    }
+    if !(ctype.is_empty() || ctype.starts_with("application/json") || ctype.starts_with("text/plain")) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "content type `{ctype}` is not accepted; send application/json or application/x-ndjson"
+        )));
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Ok(BodyKind::Array),
+        Some(b'{') => Ok(BodyKind::One),
+        None => Err(ApiError::BadRequest { field: None, detail: "request body is empty".into() }),
+        Some(_) => Err(ApiError::BadRequest {
+            field: None,
+            detail: "body must be a JSON object, a JSON array, or NDJSON".into(),
+        }),
+    }
+}
+
+async fn publish_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppBody(body): AppBody,
+) -> Result<Response, ApiError> {
+    let correlation = correlation_id(&headers);
+    let ctx = PublishContext { correlation_id: correlation.as_deref(), ..Default::default() };
+    let items: Vec<(Result<serde_json::Value, ApiError>, usize)> = match body_kind(&headers, &body)? {
+        BodyKind::One => {
+            let value = json_body(&body)?;
+            let event = validate_item(&state, value, body.len(), &ctx)?;
+            let a = publish_one(&state, DEFAULT_TENANT, event).await?;
+            let status = if a.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            let mut res = json_response(status, stored_json(&a).to_vec());
+            if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/events/{}", a.record.event.id)) {
+                res.headers_mut().insert(header::LOCATION, loc);
+            }
+            return Ok(res);
+        }
+        BodyKind::Array => {
+            let raw: Vec<&RawValue> = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+                field: None,
+                detail: format!("body is not a valid JSON array: {e}"),
+            })?;
+            raw.into_iter()
+                .map(|r| (serde_json::from_str(r.get()).map_err(|e| bad_json(&e)), r.get().len()))
+                .collect()
+        }
+        BodyKind::Ndjson => body
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(|line| (serde_json::from_slice(line).map_err(|e| bad_json(&e)), line.len()))
+            .collect(),
+    };
+    if items.len() > state.limits.max_batch {
+        return Err(ApiError::TooLarge(format!(
+            "batch holds {} events, the limit is {}",
+            items.len(),
+            state.limits.max_batch
+        )));
+    }
+    let validated = items
+        .into_iter()
+        .map(|(value, len)| value.and_then(|v| validate_item(&state, v, len, &ctx)))
+        .collect();
+    let results = publish_batch(&state, DEFAULT_TENANT, validated).await?;
+    let mut out = Vec::with_capacity(results.len() * 256);
+    out.extend_from_slice(b"{\"results\":[");
+    for (i, r) in results.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match r {
+            ItemResult::Stored(a) => {
+                let status = if a.duplicate { 200 } else { 201 };
+                out.extend_from_slice(format!("{{\"status\":{status},\"event\":").as_bytes());
+                out.extend_from_slice(stored_json(a));
+                out.push(b'}');
+            }
+            ItemResult::Rejected(e) => {
+                let item = serde_json::json!({"status": e.status().as_u16(), "problem": e.problem()});
+                out.extend_from_slice(item.to_string().as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok(json_response(StatusCode::OK, out))
+}
+
+fn bad_json(e: &serde_json::Error) -> ApiError {
+    ApiError::BadRequest { field: None, detail: format!("item is not valid JSON: {e}") }
+}
+
+/// Query parameters of `GET /events` (seed 001 names accepted too).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    stream_id: Option<String>,
+    stream: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    #[serde(rename = "event_type")]
+    event_type_alias: Option<String>,
+    class: Option<String>,
+    source: Option<String>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    order: Option<String>,
+}
+
+impl ListParams {
+    fn into_query(self) -> Result<EventQuery, ApiError> {
+        let stream = self.stream_id.or(self.stream).filter(|s| !s.is_empty());
+        if let Some(s) = &stream {
+            if !name::is_stream_name(s) {
+                return Err(ApiError::bad_field("stream_id", "must match [a-z0-9][a-z0-9._-]{0,127}"));
+            }
+        }
+        let event_type = self.event_type.or(self.event_type_alias).filter(|s| !s.is_empty());
+        if let Some(t) = &event_type {
+            if !name::is_event_type(t) {
+                return Err(ApiError::bad_field("type", "must match [A-Za-z0-9_.:-]{1,100}"));
+            }
+        }
+        let class = match self.class.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(EventClass::parse(c).ok_or_else(|| {
+                ApiError::bad_field("class", "must be one of animated, data, alert, system")
+            })?),
+        };
+        let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
+            match v.as_deref() {
+                None | Some("") => Ok(None),
+                Some(s) => time::parse_time_ms(s)
+                    .map(Some)
+                    .ok_or_else(|| ApiError::bad_field(field, "must be Unix seconds or an RFC 3339 time")),
+            }
+        };
+        let limit = match self.limit.as_deref() {
+            None | Some("") => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_PAGE).contains(l))
+                .ok_or_else(|| ApiError::bad_field("limit", format!("must be an integer from 1 to {MAX_PAGE}")))?,
+        };
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_field("cursor", "is not a cursor this server issued"))?),
+        };
+        let descending = match self.order.as_deref() {
+            None | Some("") | Some("desc") => true,
+            Some("asc") => false,
+            Some(_) => return Err(ApiError::bad_field("order", "must be asc or desc")),
+        };
+        Ok(EventQuery {
+            streams: stream.map(|s| vec![s]),
+            event_type,
+            class,
+            source: self.source.filter(|s| !s.is_empty()),
+            start_ms: time("start_time", self.start_time)?,
+            end_ms: time("end_time", self.end_time)?,
+            cursor,
+            descending,
+            limit,
+        })
+    }
+}
+
+async fn list_events(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<ListParams>,
+) -> Result<Response, ApiError> {
+    let query = params.into_query()?;
+    let page = state.log.read(DEFAULT_TENANT, &query).await?;
+    let mut out = Vec::with_capacity(page.records.len() * 300 + 64);
+    out.extend_from_slice(b"{\"data\":[");
+    for (i, r) in page.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&r.json);
+    }
+    out.extend_from_slice(b"],\"next_cursor\":");
+    match page.next_cursor {
+        Some(c) => out.extend_from_slice(format!("\"{c}\"").as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    Ok(json_response(StatusCode::OK, out))
+}
+
+async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !name::is_event_id(&id) {
+        return Err(ApiError::bad_field("id", "must match [A-Za-z0-9_.:-]{1,128}"));
+    }
+    match state.store.get(DEFAULT_TENANT, &id).await? {
+        Some(r) => Ok(json_response(StatusCode::OK, r.json.clone())),
+        None => Err(ApiError::NotFound(format!("no event with id `{id}`"))),
+    }
+}

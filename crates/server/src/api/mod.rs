@@ -1,0 +1,55 @@
+//! The HTTP surface: every route module exposes `router()`, merged here.
+//!
+//! The API is served under `/api/v1` and, as aliases, at the seeds' own
+//! `/api/...` paths (SPEC §3.2). The seed 004 stream API is additionally
+//! served under `/api/v1/broadcast-demo` (that seed's second service).
+
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod sse;
+pub mod streams;
+pub mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let seed004 = streams::router().merge(sse::router());
+    let api = Router::new()
+        .merge(events::router())
+        .nest("/events", seed004.clone())
+        .nest("/broadcast-demo", seed004)
+        .route("/ws", get(ws::upgrade));
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([axum::http::HeaderName::from_static("streambus-recovered")]);
+    Router::new()
+        .nest("/api/v1", api.clone())
+        .nest("/api", api)
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,74 @@
+//! The one publish path, shared by REST, WebSocket, the seed 004 broadcast and
+//! the demo generators: validate each item, append the valid ones as one
+//! batch (one group commit), and report per item. A bad item never costs a
+//! good neighbour its place (SPEC §3).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use streambus_core::store::Appended;
+use streambus_core::validate::{self, NewEvent, PublishContext};
+
+use crate::api::error::ApiError;
+use crate::state::AppState;
+
+/// The outcome of one item of a batch.
+#[derive(Debug)]
+pub enum ItemResult {
+    /// Stored (or found stored, for a repeated id).
+    Stored(Appended),
+    /// Refused; nothing of it was stored.
+    Rejected(ApiError),
+}
+
+/// Validates one JSON item whose encoded size is `len`.
+pub fn validate_item(
+    state: &AppState,
+    value: Value,
+    len: usize,
+    ctx: &PublishContext<'_>,
+) -> Result<NewEvent, ApiError> {
+    validate::check_size(len, &state.limits)?;
+    Ok(validate::event_from_json(value, ctx)?)
+}
+
+/// Appends the valid items in one batch and reports every item in order.
+///
+/// # Errors
+/// Only when the log fails: then nothing of the batch was stored.
+pub async fn publish_batch(
+    state: &AppState,
+    tenant: &str,
+    items: Vec<Result<NewEvent, ApiError>>,
+) -> Result<Vec<ItemResult>, ApiError> {
+    let valid: Vec<NewEvent> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+    let mut appended = if valid.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        state.log.append(tenant, valid).await?.into_iter()
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| match item {
+            Ok(_) => match appended.next() {
+                Some(a) => ItemResult::Stored(a),
+                None => ItemResult::Rejected(ApiError::Internal("log returned fewer results than events".into())),
+            },
+            Err(e) => ItemResult::Rejected(e),
+        })
+        .collect())
+}
+
+/// Appends one event.
+///
+/// # Errors
+/// The log's failure.
+pub async fn publish_one(state: &AppState, tenant: &str, event: NewEvent) -> Result<Appended, ApiError> {
+    let mut out = state.log.append(tenant, vec![event]).await?;
+    out.pop().ok_or_else(|| ApiError::Internal("log returned no result".into()))
+}
+
+/// The record of an append, for responses.
+pub fn stored_json(a: &Appended) -> &[u8] {
+    &Arc::as_ref(&a.record).json
+}

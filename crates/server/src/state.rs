@@ -1,0 +1,63 @@
+//! Shared server state: configuration, the two seams, the hub, the demo
+//! generators and the shutdown signal. Handlers see only the seam traits.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use streambus_core::{EventLog, EventStore, Limits};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::generator::Generators;
+use crate::hub::Hub;
+
+/// Cloneable handle on the server state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// The state itself.
+pub struct Inner {
+    /// Loaded configuration.
+    pub config: Config,
+    /// Input limits derived from the configuration.
+    pub limits: Limits,
+    /// Queries, streams, lifecycle.
+    pub store: Arc<dyn EventStore>,
+    /// Append, read, live tail.
+    pub log: Arc<dyn EventLog>,
+    /// Fan-out.
+    pub hub: Arc<Hub>,
+    /// Demo generators per stream.
+    pub generators: Generators,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Long-lived connection tasks, awaited at shutdown.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(config: Config, store: Arc<dyn EventStore>, log: Arc<dyn EventLog>) -> Self {
+        let limits = config.input_limits();
+        let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
+        Self(Arc::new(Inner {
+            config,
+            limits,
+            store,
+            log,
+            hub,
+            generators: Generators::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

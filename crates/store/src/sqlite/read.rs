@@ -1,0 +1,202 @@
+//! Reads of [`SqliteStore`](super::SqliteStore), on the read-only pool.
+//!
+//! WAL lets these run while the writer commits, so history queries and
+//! catch-up reads never queue behind publishers. Every statement is scoped by
+//! tenant (SPEC §5). Rows are turned back into records with
+//! `Record::from_body`, which splices the offset into the stored JSON instead
+//! of re-serialising it.
+
+use std::sync::Arc;
+
+use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
+use sqlx::{QueryBuilder, Row};
+use streambus_core::event::Record;
+use streambus_core::store::{EventQuery, Page, StreamInfo, StreamState};
+use streambus_core::StoreError;
+
+use crate::sql_error;
+
+/// Offsets and counts are `u64` in the model and `INTEGER` (i64) in SQLite.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Builds a record from the `seq` and `body` columns at the given indexes.
+///
+/// # Errors
+/// `Corrupt` when the body is not a stored event.
+pub(crate) fn record_from_row(
+    tenant: &str,
+    row: &SqliteRow,
+    seq_at: usize,
+    body_at: usize,
+) -> Result<Arc<Record>, StoreError> {
+    let seq: i64 = row.try_get(seq_at).map_err(sql_error)?;
+    let body: &str = row.try_get(body_at).map_err(sql_error)?;
+    Record::from_body(tenant, to_u64(seq), body)
+        .map(Arc::new)
+        .map_err(|e| StoreError::Corrupt(format!("event at offset {seq}: {e}")))
+}
+
+/// A `streams` row selected as
+/// `name, state, created_ms, last_seq, event_count, pruned_through`.
+///
+/// # Errors
+/// `Corrupt` when the state is unknown or a column does not decode.
+pub(crate) fn stream_info(row: &SqliteRow) -> Result<StreamInfo, StoreError> {
+    let state: &str = row.try_get(1).map_err(sql_error)?;
+    Ok(StreamInfo {
+        name: row.try_get(0).map_err(sql_error)?,
+        state: StreamState::parse(state)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown stream state {state:?}")))?,
+        created_ms: row.try_get(2).map_err(sql_error)?,
+        last_offset: to_u64(row.try_get(3).map_err(sql_error)?),
+        events: to_u64(row.try_get(4).map_err(sql_error)?),
+        pruned_through: to_u64(row.try_get(5).map_err(sql_error)?),
+    })
+}
+
+/// One event by id.
+pub(crate) async fn get(pool: &SqlitePool, tenant: &str, id: &str) -> Result<Option<Arc<Record>>, StoreError> {
+    let row = sqlx::query("SELECT seq, body FROM events WHERE tenant = ?1 AND id = ?2")
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(sql_error)?;
+    row.map(|r| record_from_row(tenant, &r, 0, 1)).transpose()
+}
+
+/// A history page: filters become a dynamic WHERE, the cursor is an offset
+/// bound in the direction of the order.
+pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Result<Page, StoreError> {
+    if q.limit == 0 || q.streams.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Page::default());
+    }
+    let mut b = QueryBuilder::<Sqlite>::new("SELECT seq, body FROM events WHERE tenant = ");
+    b.push_bind(tenant.to_owned());
+    if let Some(streams) = &q.streams {
+        b.push(" AND stream IN (");
+        let mut list = b.separated(", ");
+        for s in streams {
+            list.push_bind(s.clone());
+        }
+        b.push(")");
+    }
+    if let Some(t) = &q.event_type {
+        b.push(" AND type = ").push_bind(t.clone());
+    }
+    if let Some(c) = q.class {
+        b.push(" AND class = ").push_bind(c.as_str());
+    }
+    if let Some(s) = &q.source {
+        b.push(" AND source = ").push_bind(s.clone());
+    }
+    if let Some(start) = q.start_ms {
+        b.push(" AND time_ms >= ").push_bind(start);
+    }
+    if let Some(end) = q.end_ms {
+        b.push(" AND time_ms < ").push_bind(end);
+    }
+    if let Some(c) = q.cursor {
+        b.push(if q.descending { " AND seq < " } else { " AND seq > " });
+        b.push_bind(to_i64(c));
+    }
+    b.push(if q.descending { " ORDER BY seq DESC" } else { " ORDER BY seq ASC" });
+    b.push(" LIMIT ").push_bind(to_i64(q.limit as u64));
+
+    let rows = b.build().fetch_all(pool).await.map_err(sql_error)?;
+    let records = rows
+        .iter()
+        .map(|r| record_from_row(tenant, r, 0, 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if records.len() == q.limit {
+        records.last().map(|r| r.offset())
+    } else {
+        None
+    };
+    Ok(Page { records, next_cursor })
+}
+
+/// Every stream of a tenant, by name.
+pub(crate) async fn list_streams(pool: &SqlitePool, tenant: &str) -> Result<Vec<StreamInfo>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT name, state, created_ms, last_seq, event_count, pruned_through
+         FROM streams WHERE tenant = ?1 ORDER BY name",
+    )
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+    .map_err(sql_error)?;
+    rows.iter().map(stream_info).collect()
+}
+
+/// Every (tenant, stream) pair, for retention.
+pub(crate) async fn all_streams(pool: &SqlitePool) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT tenant, name FROM streams ORDER BY tenant, name")
+        .fetch_all(pool)
+        .await
+        .map_err(sql_error)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).map_err(sql_error)?, r.try_get(1).map_err(sql_error)?)))
+        .collect()
+}
+
+/// The offset of the `(n+1)`-th newest event of a stream: keeping `n` events
+/// means removing it and everything older. `None` when the stream holds `n` or
+/// fewer.
+pub(crate) async fn nth_newest(
+    pool: &SqlitePool,
+    tenant: &str,
+    stream: &str,
+    n: u64,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query(
+        "SELECT seq FROM events WHERE tenant = ?1 AND stream = ?2
+         ORDER BY seq DESC LIMIT 1 OFFSET ?3",
+    )
+    .bind(tenant)
+    .bind(stream)
+    .bind(to_i64(n))
+    .fetch_optional(pool)
+    .await
+    .map_err(sql_error)?;
+    row.map(|r| r.try_get(0).map_err(sql_error)).transpose()
+}
+
+/// Up to `limit` offsets after `after` that retention removes: at or below
+/// `seq_cut`, or with an event time before `time_cut`.
+pub(crate) async fn prune_candidates(
+    pool: &SqlitePool,
+    tenant: &str,
+    stream: &str,
+    after: i64,
+    seq_cut: Option<i64>,
+    time_cut: Option<i64>,
+    limit: usize,
+) -> Result<Vec<i64>, StoreError> {
+    // Without an age limit nothing above the count cut-off qualifies, so the
+    // scan stops there instead of walking the whole stream.
+    let upper = if time_cut.is_some() { i64::MAX } else { seq_cut.unwrap_or(0) };
+    let rows = sqlx::query(
+        "SELECT seq FROM events
+         WHERE tenant = ?1 AND stream = ?2 AND seq > ?3 AND seq <= ?4
+           AND (seq <= ?5 OR time_ms < ?6)
+         ORDER BY seq LIMIT ?7",
+    )
+    .bind(tenant)
+    .bind(stream)
+    .bind(after)
+    .bind(upper)
+    .bind(seq_cut.unwrap_or(0))
+    .bind(time_cut.unwrap_or(i64::MIN))
+    .bind(to_i64(limit as u64))
+    .fetch_all(pool)
+    .await
+    .map_err(sql_error)?;
+    rows.iter().map(|r| r.try_get(0).map_err(sql_error)).collect()
+}
