@@ -112,6 +112,8 @@ pub struct DeliveryConfig {
     pub write_batch: usize,
     /// Events per catch-up read.
     pub catchup_page: usize,
+    /// WebSocket read buffer per connection, bytes.
+    pub ws_read_buffer: usize,
 }
 
 /// `[retention]`.
@@ -202,8 +204,8 @@ impl Config {
             return bad("limits.max_batch, max_inflight_publishes and max_frame_bytes must be positive");
         }
         let d = &self.delivery;
-        if d.hub_capacity < 16 || d.write_batch == 0 || d.catchup_page == 0 {
-            return bad("delivery.hub_capacity must be at least 16; write_batch and catchup_page positive");
+        if d.hub_capacity < 16 || d.write_batch == 0 || d.catchup_page == 0 || d.ws_read_buffer < 256 {
+            return bad("delivery.hub_capacity must be at least 16, ws_read_buffer at least 256; write_batch and catchup_page positive");
         }
         if self.storage.batch_max == 0 || self.server.heartbeat_secs == 0 {
             return bad("storage.batch_max and server.heartbeat_secs must be positive");

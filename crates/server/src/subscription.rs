@@ -170,7 +170,7 @@ impl Subscription {
             if paused.get(&r.event.stream_id).is_some_and(|held| r.offset() > *held) {
                 continue;
             }
-            self.stream_cursors.insert(r.event.stream_id.clone(), r.offset());
+            self.set_stream_cursor(&r.event.stream_id, r.offset());
             self.pending.push_back(Arc::new(Delivery::new(r)));
         }
         Ok(())
@@ -184,8 +184,18 @@ impl Subscription {
         if d.offset() <= seen || !self.filter.matches(event) {
             return false;
         }
-        self.stream_cursors.insert(event.stream_id.clone(), d.offset());
+        self.set_stream_cursor(&event.stream_id, d.offset());
         true
+    }
+
+    /// Updates a stream's cursor, allocating only the first time (hot path).
+    fn set_stream_cursor(&mut self, stream: &str, offset: u64) {
+        match self.stream_cursors.get_mut(stream) {
+            Some(c) => *c = offset,
+            None => {
+                self.stream_cursors.insert(stream.to_owned(), offset);
+            }
+        }
     }
 
     /// The next events to send, at most `max`, waiting until there is one.

@@ -191,35 +191,48 @@ pub async fn query_time_range_is_start_inclusive_end_exclusive(store: &dyn Event
 }
 
 /// Cursor pagination in both orders visits every matching record exactly once,
-/// in order; a short page has no next cursor.
+/// in order, for one stream, a few streams, many streams and all streams; a
+/// short page has no next cursor.
 pub async fn pagination_visits_every_record_once(store: &dyn EventStore) {
     let t = fresh_tenant("page");
-    let mut want = Vec::new();
+    let (mut in_s, mut every) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let out = append(store, &t, (0..10).map(|i| ev(if i % 3 == 0 { "other" } else { "s" }, "x")).collect()).await;
-        want.extend(out.iter().filter(|a| a.record.event.stream_id == "s").map(|a| a.record.offset()));
+        in_s.extend(out.iter().filter(|a| a.record.event.stream_id == "s").map(|a| a.record.offset()));
+        every.extend(out.iter().map(|a| a.record.offset()));
     }
-    for descending in [false, true] {
-        for limit in [1, 4, 5, 100] {
-            let mut q = EventQuery { streams: Some(vec!["s".into()]), descending, limit, ..Default::default() };
-            let mut seen = Vec::new();
-            for _ in 0..=want.len() + 1 {
-                let page = store.query(&t, &q).await.expect("query");
-                assert!(page.records.len() <= limit);
-                seen.extend(offsets(&page.records));
-                if page.records.len() < limit {
-                    assert_eq!(page.next_cursor, None, "a short page ends the walk");
+    let mut many: Vec<String> = (0..40).map(|i| format!("absent-{i}")).collect();
+    many.push("s".into());
+    let scopes = [
+        (Some(vec!["s".to_owned()]), &in_s),
+        (Some(vec!["other".to_owned(), "s".to_owned(), "s".to_owned()]), &every),
+        (Some(many), &in_s),
+        (None, &every),
+    ];
+    for (streams, want) in scopes {
+        for descending in [false, true] {
+            for limit in [1, 4, 5, 100] {
+                let mut q = EventQuery { streams: streams.clone(), descending, limit, ..Default::default() };
+                let mut seen = Vec::new();
+                for _ in 0..=want.len() + 1 {
+                    let page = store.query(&t, &q).await.expect("query");
+                    assert!(page.records.len() <= limit);
+                    seen.extend(offsets(&page.records));
+                    if page.records.len() < limit {
+                        assert_eq!(page.next_cursor, None, "a short page ends the walk");
+                    }
+                    match page.next_cursor {
+                        Some(c) => q.cursor = Some(c),
+                        None => break,
+                    }
                 }
-                match page.next_cursor {
-                    Some(c) => q.cursor = Some(c),
-                    None => break,
+                let mut expected = want.clone();
+                if descending {
+                    expected.reverse();
                 }
+                let n = streams.as_ref().map(Vec::len);
+                assert_eq!(seen, expected, "streams={n:?} descending={descending} limit={limit}");
             }
-            let mut expected = want.clone();
-            if descending {
-                expected.reverse();
-            }
-            assert_eq!(seen, expected, "descending={descending} limit={limit}");
         }
     }
 }

@@ -34,6 +34,7 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
     let tasks = state.tasks.clone();
     ws.max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(state.config.delivery.ws_read_buffer)
         .on_upgrade(move |socket| tasks.track_future(connection(state, socket)))
 }
 

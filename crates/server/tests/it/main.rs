@@ -1,4 +1,12 @@
 //! Integration tests: the real server on an ephemeral port, real clients.
 
 mod util;
+
+mod history;
+mod pause;
+mod publish;
+mod resume;
+mod seed004;
+mod slow;
 mod smoke;
+mod ws;

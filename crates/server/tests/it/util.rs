@@ -98,6 +98,113 @@ impl TestServer {
         assert!(status.is_success(), "publish failed: {status} {body}");
         body
     }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Resp {
+        Resp::from(http().get(self.url(path)).send().await.expect("GET")).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Resp {
+        Resp::from(http().post(self.url(path)).json(body).send().await.expect("POST")).await
+    }
+
+    /// `POST path` with a raw body and an optional content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Resp {
+        let mut req = http().post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("Content-Type", ct);
+        }
+        Resp::from(req.send().await.expect("POST")).await
+    }
+
+    /// Publishes `events` as one JSON array and returns the stored events,
+    /// asserting that every item was stored.
+    pub async fn publish_batch(&self, events: &[Value]) -> Vec<Value> {
+        let r = self.post_json("/api/v1/events", &Value::from(events.to_vec())).await;
+        assert_eq!(r.status, 200, "batch publish: {}", r.text);
+        r.body["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|item| {
+                assert_eq!(item["status"], 201, "batch item: {item}");
+                item["event"].clone()
+            })
+            .collect()
+    }
+
+    /// Every stored event matching `query` (extra `GET /api/v1/events`
+    /// parameters), oldest first, following the cursor through all pages.
+    pub async fn history(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/events?order=asc&limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let r = self.get(&path).await;
+            assert_eq!(r.status, 200, "history {path}: {}", r.text);
+            out.extend(r.body["data"].as_array().expect("data").iter().cloned());
+            match r.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// A buffered HTTP response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    /// The body as JSON (`Null` when it is not JSON).
+    pub body: Value,
+}
+
+impl Resp {
+    pub async fn from(res: reqwest::Response) -> Self {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Self { status, headers, text, body }
+    }
+
+    /// A header as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// Asserts an RFC 9457 problem: the exact status, the content type, the
+/// members every problem has, and the offending field when one is named.
+pub fn assert_problem(r: &Resp, status: u16, field: Option<&str>) {
+    assert_eq!(r.status, status, "status of {}", r.text);
+    assert_eq!(r.header("content-type"), "application/problem+json", "content type of {}", r.text);
+    let p = &r.body;
+    assert!(p["type"].as_str().is_some_and(|t| !t.is_empty()), "problem type: {p}");
+    assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "problem title: {p}");
+    assert_eq!(p["status"], status, "problem status: {p}");
+    assert!(p["detail"].as_str().is_some_and(|t| !t.is_empty()), "problem detail: {p}");
+    if let Some(f) = field {
+        assert_eq!(p["field"], f, "problem field: {p}");
+    }
+}
+
+/// The offsets of `events`, in order.
+pub fn offsets(events: &[Value]) -> Vec<u64> {
+    events.iter().map(|e| e["offset"].as_u64().expect("offset")).collect()
+}
+
+/// Asserts that `offsets` strictly increase.
+pub fn assert_increasing(offsets: &[u64]) {
+    for w in offsets.windows(2) {
+        assert!(w[0] < w[1], "offsets not strictly increasing: {} then {} in {offsets:?}", w[0], w[1]);
+    }
 }
 
 impl Drop for TestServer {
@@ -142,12 +249,21 @@ pub struct SseClient {
 impl SseClient {
     /// Opens `url` as `EventSource` does, optionally with `Last-Event-ID`.
     pub async fn connect(url: &str, last_event_id: Option<&str>) -> Self {
+        match last_event_id {
+            Some(id) => Self::connect_with(url, &[("Last-Event-ID", id)]).await,
+            None => Self::connect_with(url, &[]).await,
+        }
+    }
+
+    /// Opens `url` with the seed's headers (`Accept: text/event-stream`,
+    /// `Cache-Control: no-cache`) plus `extra`.
+    pub async fn connect_with(url: &str, extra: &[(&str, &str)]) -> Self {
         let mut req = reqwest::Client::new()
             .get(url)
             .header("Accept", "text/event-stream")
             .header("Cache-Control", "no-cache");
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
+        for (k, v) in extra {
+            req = req.header(*k, *v);
         }
         let res = req.send().await.expect("SSE connect");
         let status = res.status();
@@ -193,6 +309,19 @@ impl SseClient {
     /// True if no message arrives within `wait`.
     pub async fn quiet_for(&mut self, wait: Duration) -> bool {
         tokio::time::timeout(wait, self.messages.recv()).await.is_err()
+    }
+
+    /// The next comment line, failing the test after [`DEADLINE`].
+    pub async fn next_comment(&mut self) -> String {
+        tokio::time::timeout(DEADLINE, self.comments.recv())
+            .await
+            .expect("SSE comment in time")
+            .expect("SSE stream open")
+    }
+
+    /// A response header as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 }
 
@@ -275,8 +404,49 @@ impl WsClient {
         self.ws.send(Message::Text(v.to_string().into())).await.expect("ws send");
     }
 
+    /// A client whose socket has a tiny receive buffer, so that a client
+    /// that stops reading stalls the server's writes almost at once.
+    pub async fn connect_small_buffer(server: &TestServer) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let stream = socket.connect(server.addr).await.expect("tcp connect");
+        let url = format!("ws://{}/api/v1/ws", server.addr);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("ws handshake");
+        Self { ws }
+    }
+
     pub async fn send_text(&mut self, t: &str) {
         self.ws.send(Message::Text(t.to_owned().into())).await.expect("ws send");
+    }
+
+    pub async fn send_binary(&mut self, b: &[u8]) {
+        self.ws.send(Message::Binary(b.to_vec().into())).await.expect("ws send");
+    }
+
+    /// True if no text message arrives within `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.recv()).await.is_err()
+    }
+
+    /// Sends `PING` and asserts that the next message is its `PONG`: the
+    /// connection still works.
+    pub async fn assert_alive(&mut self) {
+        self.send(serde_json::json!({"type": "PING", "ref": "alive"})).await;
+        let pong = self.recv().await;
+        assert_eq!(pong["type"], "PONG", "expected PONG, got {pong}");
+        assert_eq!(pong["ref"], "alive", "{pong}");
+    }
+
+    /// Sends `frame` and returns the `ERROR` it must provoke, after checking
+    /// its `code` and that it has a message.
+    pub async fn expect_error(&mut self, frame: &str, code: &str) -> Value {
+        self.send_text(frame).await;
+        let e = self.expect("ERROR").await;
+        assert_eq!(e["code"], code, "for {frame}: {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "for {frame}: {e}");
+        e
     }
 
     /// The next JSON text message (pings skipped).
@@ -336,3 +506,37 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Unix seconds, now.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+}
+
+/// Asserts that `v` is an integer Unix-seconds timestamp close to now (not
+/// milliseconds, not a string).
+pub fn assert_unix_seconds_now(v: &Value) {
+    let ts = v.as_i64().unwrap_or_else(|| panic!("timestamp must be an integer, got {v}"));
+    assert!((ts - now_secs()).abs() < 120, "timestamp {ts} is not Unix seconds near now");
+}
+
+/// Asserts `s` is RFC 3339 UTC with exactly three fraction digits:
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn assert_rfc3339_ms(s: &str) {
+    let b = s.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    assert_eq!(b.len(), shape.len(), "not RFC 3339 with ms: {s}");
+    for (c, want) in b.iter().zip(shape) {
+        let ok = if *want == b'd' { c.is_ascii_digit() } else { c == want };
+        assert!(ok, "not RFC 3339 with ms: {s}");
+    }
+}
+
+/// A stream's entry in `GET /api/v1/events/streams` (`Null` when absent).
+pub async fn stream_info(server: &TestServer, stream: &str) -> Value {
+    let r = server.get("/api/v1/events/streams").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["data"][stream].clone()
+}
+
+/// A quiet window for "nothing else arrives" checks.
+pub const QUIET: Duration = Duration::from_millis(300);

@@ -71,21 +71,87 @@ pub(crate) async fn get(pool: &SqlitePool, tenant: &str, id: &str) -> Result<Opt
     row.map(|r| record_from_row(tenant, &r, 0, 1)).transpose()
 }
 
+/// Above this many streams a query scans by offset instead of merging one
+/// index scan per stream.
+const MAX_MERGED_STREAMS: usize = 32;
+
+/// Which rows of the tenant a query reads, and so which access path it takes.
+enum Scope<'a> {
+    /// One stream: a range of the `(tenant, stream, seq)` index.
+    Stream(&'a str),
+    /// Every stream (`None`) or a long list: a walk of the table in offset
+    /// order from the cursor, filtering as it goes. The unary `+` keeps SQLite
+    /// from choosing the `(tenant, id)` index and sorting the whole tenant —
+    /// the right trade for the embedded, mostly single-tenant, store.
+    Scan(Option<&'a [String]>),
+}
+
 /// A history page: filters become a dynamic WHERE, the cursor is an offset
 /// bound in the direction of the order.
+///
+/// A short list of streams becomes a `UNION ALL` of one index scan per stream,
+/// each stopping after `limit` rows, merged by offset: a page costs about
+/// `streams x limit` rows whatever the history holds.
 pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Result<Page, StoreError> {
-    if q.limit == 0 || q.streams.as_ref().is_some_and(Vec::is_empty) {
+    let mut streams = q.streams.clone();
+    if let Some(list) = &mut streams {
+        list.sort_unstable();
+        list.dedup();
+    }
+    if q.limit == 0 || streams.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Page::default());
     }
-    let mut b = QueryBuilder::<Sqlite>::new("SELECT seq, body FROM events WHERE tenant = ");
-    b.push_bind(tenant.to_owned());
-    if let Some(streams) = &q.streams {
-        b.push(" AND stream IN (");
-        let mut list = b.separated(", ");
-        for s in streams {
-            list.push_bind(s.clone());
+    let limit = to_i64(q.limit as u64);
+    let order = if q.descending { " ORDER BY seq DESC LIMIT " } else { " ORDER BY seq ASC LIMIT " };
+    let mut b = QueryBuilder::<Sqlite>::new("");
+    match streams.as_deref() {
+        Some([one]) => push_select(&mut b, tenant, q, Scope::Stream(one)),
+        Some(list) if list.len() <= MAX_MERGED_STREAMS => {
+            for (i, s) in list.iter().enumerate() {
+                if i > 0 {
+                    b.push(" UNION ALL ");
+                }
+                b.push("SELECT seq, body FROM (");
+                push_select(&mut b, tenant, q, Scope::Stream(s));
+                b.push(order).push_bind(limit).push(")");
+            }
         }
-        b.push(")");
+        list => push_select(&mut b, tenant, q, Scope::Scan(list)),
+    }
+    b.push(order).push_bind(limit);
+
+    let rows = b.build().fetch_all(pool).await.map_err(sql_error)?;
+    let records = rows
+        .iter()
+        .map(|r| record_from_row(tenant, r, 0, 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = if records.len() == q.limit {
+        records.last().map(|r| r.offset())
+    } else {
+        None
+    };
+    Ok(Page { records, next_cursor })
+}
+
+/// `SELECT seq, body FROM events WHERE <scope> <filters> <cursor>`.
+fn push_select(b: &mut QueryBuilder<Sqlite>, tenant: &str, q: &EventQuery, scope: Scope<'_>) {
+    b.push("SELECT seq, body FROM events WHERE ");
+    match scope {
+        Scope::Stream(s) => {
+            b.push("tenant = ").push_bind(tenant.to_owned());
+            b.push(" AND stream = ").push_bind(s.to_owned());
+        }
+        Scope::Scan(list) => {
+            b.push("+tenant = ").push_bind(tenant.to_owned());
+            if let Some(list) = list {
+                b.push(" AND +stream IN (");
+                let mut sep = b.separated(", ");
+                for s in list {
+                    sep.push_bind(s.clone());
+                }
+                b.push(")");
+            }
+        }
     }
     if let Some(t) = &q.event_type {
         b.push(" AND type = ").push_bind(t.clone());
@@ -106,20 +172,6 @@ pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Re
         b.push(if q.descending { " AND seq < " } else { " AND seq > " });
         b.push_bind(to_i64(c));
     }
-    b.push(if q.descending { " ORDER BY seq DESC" } else { " ORDER BY seq ASC" });
-    b.push(" LIMIT ").push_bind(to_i64(q.limit as u64));
-
-    let rows = b.build().fetch_all(pool).await.map_err(sql_error)?;
-    let records = rows
-        .iter()
-        .map(|r| record_from_row(tenant, r, 0, 1))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = if records.len() == q.limit {
-        records.last().map(|r| r.offset())
-    } else {
-        None
-    };
-    Ok(Page { records, next_cursor })
 }
 
 /// Every stream of a tenant, by name.

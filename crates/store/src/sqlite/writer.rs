@@ -201,7 +201,9 @@ impl Writer {
             work.push((tenant, events));
             replies.push(reply);
         }
-        match self.append_tx(work).await {
+        let r = self.append_tx(work).await;
+        eprintln!("TX {} events {} us", r.as_ref().map(|d| d.new.len()).unwrap_or(0), started.elapsed().as_micros());
+        match r {
             Ok(done) => {
                 self.last = done.last;
                 self.shared.head.store(done.last, Ordering::Release);
@@ -296,9 +298,13 @@ impl Writer {
             results.push(out);
         }
 
+        let t0 = Instant::now();
         insert_rows(&mut tx, rows, false).await?;
+        let t1 = Instant::now();
         upsert_streams(&mut tx, &streams).await?;
+        let t2 = Instant::now();
         tx.commit().await?;
+        eprintln!("  insert {} us upsert {} us commit {} us", (t1-t0).as_micros(), (t2-t1).as_micros(), t2.elapsed().as_micros());
         Ok(Committed { results, new, last: next })
     }
 
