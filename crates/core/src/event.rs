@@ -213,20 +213,32 @@ impl Record {
         let mut event: Event = serde_json::from_str(body)?;
         event.offset = offset;
         let json = splice_offset(offset, body);
-        Ok(Self { tenant: tenant.to_owned(), event, json })
+        Ok(Self {
+            tenant: tenant.to_owned(),
+            event,
+            json,
+        })
     }
 
     /// Builds a record from an event that already carries its offset and the
     /// body it was stored with (from [`Event::to_body`]), without re-serialising.
     pub fn with_body(tenant: &str, event: Event, body: &str) -> Self {
         let json = splice_offset(event.offset, body);
-        Self { tenant: tenant.to_owned(), event, json }
+        Self {
+            tenant: tenant.to_owned(),
+            event,
+            json,
+        }
     }
 
     /// Builds a record from an event that already carries its offset.
     pub fn from_event(tenant: &str, event: Event) -> Self {
         let json = Bytes::from(serde_json::to_vec(&event).expect("an Event always serialises"));
-        Self { tenant: tenant.to_owned(), event, json }
+        Self {
+            tenant: tenant.to_owned(),
+            event,
+            json,
+        }
     }
 
     /// The offset.

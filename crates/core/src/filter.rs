@@ -74,7 +74,9 @@ impl FieldMatch {
         let root = match parts.next() {
             Some("data") => &event.data,
             Some("metadata") => {
-                let Some(key) = parts.next() else { return false };
+                let Some(key) = parts.next() else {
+                    return false;
+                };
                 let v = match key {
                     "priority" => return self.has(&Value::from(event.metadata.priority.as_str())),
                     "correlation_id" => {
@@ -85,7 +87,11 @@ impl FieldMatch {
                             .is_some_and(|c| self.has(&Value::from(c.as_str())));
                     }
                     "tags" => {
-                        return event.metadata.tags.iter().any(|t| self.has(&Value::from(t.as_str())));
+                        return event
+                            .metadata
+                            .tags
+                            .iter()
+                            .any(|t| self.has(&Value::from(t.as_str())));
                     }
                     other => event.metadata.extra.get(other),
                 };
@@ -111,7 +117,9 @@ impl FieldMatch {
     }
 
     fn has(&self, v: &Value) -> bool {
-        self.values.iter().any(|want| want == v || numbers_equal(want, v))
+        self.values
+            .iter()
+            .any(|want| want == v || numbers_equal(want, v))
     }
 }
 
@@ -145,7 +153,9 @@ impl Filter {
             && (self.types.is_empty() || self.types.iter().any(|g| g.matches(&event.event_type)))
             && self.matches_class(event.class)
             && (self.tags.is_empty() || event.metadata.tags.iter().any(|t| self.tags.contains(t)))
-            && self.min_priority.is_none_or(|p| event.metadata.priority >= p)
+            && self
+                .min_priority
+                .is_none_or(|p| event.metadata.priority >= p)
             && self.fields.iter().all(|f| f.matches(event))
     }
 
@@ -179,7 +189,9 @@ mod tests {
     use serde_json::json;
 
     fn event(v: Value) -> Event {
-        event_from_json(v, &PublishContext::default()).unwrap().event
+        event_from_json(v, &PublishContext::default())
+            .unwrap()
+            .event
     }
 
     #[test]
@@ -204,24 +216,56 @@ mod tests {
 
     #[test]
     fn filter_cases() {
-        let e = event(json!({"type": "goal", "stream_id": "match-1", "class": "animated",
+        let e = event(
+            json!({"type": "goal", "stream_id": "match-1", "class": "animated",
             "data": {"team": "team_1", "score": {"home": 2}},
-            "metadata": {"priority": "high", "tags": ["finals"], "tournament_id": 7}}));
+            "metadata": {"priority": "high", "tags": ["finals"], "tournament_id": 7}}),
+        );
         let f = |f: Filter| f.matches(&e);
         assert!(f(Filter::default()));
-        assert!(f(Filter { streams: vec![Glob::new("match-*")], ..Default::default() }));
-        assert!(!f(Filter { streams: vec![Glob::new("other")], ..Default::default() }));
-        assert!(f(Filter { types: vec![Glob::new("go*")], ..Default::default() }));
-        assert!(!f(Filter { classes: vec![EventClass::Data], ..Default::default() }));
-        assert!(f(Filter { tags: vec!["x".into(), "finals".into()], ..Default::default() }));
-        assert!(!f(Filter { tags: vec!["x".into()], ..Default::default() }));
-        assert!(f(Filter { min_priority: Some(Priority::High), ..Default::default() }));
-        assert!(!f(Filter { min_priority: Some(Priority::Critical), ..Default::default() }));
+        assert!(f(Filter {
+            streams: vec![Glob::new("match-*")],
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            streams: vec![Glob::new("other")],
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            types: vec![Glob::new("go*")],
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            classes: vec![EventClass::Data],
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            tags: vec!["x".into(), "finals".into()],
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            tags: vec!["x".into()],
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            min_priority: Some(Priority::High),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            min_priority: Some(Priority::Critical),
+            ..Default::default()
+        }));
         let field = |path: &str, values: Vec<Value>| Filter {
-            fields: vec![FieldMatch { path: path.into(), values }],
+            fields: vec![FieldMatch {
+                path: path.into(),
+                values,
+            }],
             ..Default::default()
         };
-        assert!(f(field("data.team", vec![json!("team_2"), json!("team_1")])));
+        assert!(f(field(
+            "data.team",
+            vec![json!("team_2"), json!("team_1")]
+        )));
         assert!(!f(field("data.team", vec![json!("team_2")])));
         assert!(f(field("data.score.home", vec![json!(2.0)])));
         assert!(f(field("metadata.tournament_id", vec![json!(7)])));
@@ -232,9 +276,16 @@ mod tests {
     #[test]
     fn system_hidden_from_overlays_unless_asked() {
         let e = event(json!({"type": "conn", "class": "system"}));
-        let overlay = Filter { hide_system: true, ..Default::default() };
+        let overlay = Filter {
+            hide_system: true,
+            ..Default::default()
+        };
         assert!(!overlay.matches(&e));
-        let asked = Filter { hide_system: true, classes: vec![EventClass::System], ..Default::default() };
+        let asked = Filter {
+            hide_system: true,
+            classes: vec![EventClass::System],
+            ..Default::default()
+        };
         assert!(asked.matches(&e));
         assert!(Filter::default().matches(&e));
     }

@@ -98,7 +98,9 @@ impl StreamState {
 
     /// Parses the lowercase name.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Active, Self::Paused, Self::Stopped].into_iter().find(|x| x.as_str() == s)
+        [Self::Active, Self::Paused, Self::Stopped]
+            .into_iter()
+            .find(|x| x.as_str() == s)
     }
 }
 
@@ -146,7 +148,11 @@ pub trait EventStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// `Unavailable` when the engine fails; nothing of the batch is stored then.
-    async fn append(&self, tenant: &str, events: Vec<NewEvent>) -> Result<Vec<Appended>, StoreError>;
+    async fn append(
+        &self,
+        tenant: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError>;
 
     /// Stores records whose offsets were assigned elsewhere (a cluster log),
     /// skipping offsets already stored. Backends that assign offsets themselves

@@ -32,7 +32,9 @@ pub fn rfc3339_ms(ms: i64) -> String {
 
 /// Parses RFC 3339 into milliseconds since the epoch.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?.to_offset(UtcOffset::UTC);
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .ok()?
+        .to_offset(UtcOffset::UTC);
     Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
@@ -43,7 +45,7 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
         return secs.checked_mul(1000);
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return secs.is_finite().then(|| (secs * 1000.0) as i64);
+        return secs.is_finite().then_some((secs * 1000.0) as i64);
     }
     parse_rfc3339_ms(s)
 }
@@ -62,7 +64,10 @@ mod tests {
     #[test]
     fn parses_seconds_and_rfc3339() {
         assert_eq!(parse_time_ms("1642598400"), Some(1_642_598_400_000));
-        assert_eq!(parse_time_ms("2022-01-19T13:20:00Z"), Some(1_642_598_400_000));
+        assert_eq!(
+            parse_time_ms("2022-01-19T13:20:00Z"),
+            Some(1_642_598_400_000)
+        );
         assert_eq!(parse_time_ms("yesterday"), None);
     }
 }

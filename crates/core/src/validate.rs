@@ -61,7 +61,11 @@ pub struct ValidationError {
 impl ValidationError {
     /// A validation error on `field`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into(), too_large: false }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+            too_large: false,
+        }
     }
 
     /// The event exceeds the size limit.
@@ -138,7 +142,10 @@ pub fn check_size(len: usize, limits: &Limits) -> Result<(), ValidationError> {
 ///
 /// # Errors
 /// The first offending field, with the reason.
-pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEvent, ValidationError> {
+pub fn event_from_json(
+    input: Value,
+    ctx: &PublishContext<'_>,
+) -> Result<NewEvent, ValidationError> {
     let Value::Object(mut obj) = input else {
         return Err(ValidationError::new("", "an event must be a JSON object"));
     };
@@ -172,7 +179,10 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
     let event_type = take_str_alias(&mut obj, "type", "event_type")?
         .ok_or_else(|| ValidationError::new("type", "is required"))?;
     if !name::is_event_type(&event_type) {
-        return Err(ValidationError::new("type", "must match [A-Za-z0-9_.:-]{1,100}"));
+        return Err(ValidationError::new(
+            "type",
+            "must match [A-Za-z0-9_.:-]{1,100}",
+        ));
     }
 
     let class = match take_str(&mut obj, "class")? {
@@ -182,8 +192,8 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
         None => EventClass::Data,
     };
 
-    let source = take_str(&mut obj, "source")?
-        .unwrap_or_else(|| ctx.source.unwrap_or("api").to_owned());
+    let source =
+        take_str(&mut obj, "source")?.unwrap_or_else(|| ctx.source.unwrap_or("api").to_owned());
     if source.len() > name::MAX_SOURCE_LEN {
         return Err(ValidationError::new("source", "is longer than 200 bytes"));
     }
@@ -195,7 +205,10 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
 
     let data = match (obj.remove("data"), obj.remove("payload")) {
         (Some(_), Some(_)) => {
-            return Err(ValidationError::new("payload", "give either data or payload"));
+            return Err(ValidationError::new(
+                "payload",
+                "give either data or payload",
+            ));
         }
         (Some(v), None) | (None, Some(v)) => v,
         (None, None) => Value::Object(Map::new()),
@@ -226,14 +239,24 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
             Some(l)
         }
         (EventClass::Alert, Some(_)) => {
-            return Err(ValidationError::new("level", "must be one of info, warning, error"));
+            return Err(ValidationError::new(
+                "level",
+                "must be one of info, warning, error",
+            ));
         }
-        (_, Some(_)) => return Err(ValidationError::new("level", "applies to alert events only")),
+        (_, Some(_)) => {
+            return Err(ValidationError::new(
+                "level",
+                "applies to alert events only",
+            ));
+        }
         (_, None) => None,
     };
     let severity = match (class, severity) {
         (EventClass::System, None) => Some("info".to_owned()),
-        (EventClass::System, Some(s)) if ["debug", "info", "warn", "error"].contains(&s.as_str()) => {
+        (EventClass::System, Some(s))
+            if ["debug", "info", "warn", "error"].contains(&s.as_str()) =>
+        {
             Some(s)
         }
         (EventClass::System, Some(_)) => {
@@ -243,7 +266,10 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
             ));
         }
         (_, Some(_)) => {
-            return Err(ValidationError::new("severity", "applies to system events only"));
+            return Err(ValidationError::new(
+                "severity",
+                "applies to system events only",
+            ));
         }
         (_, None) => None,
     };
@@ -254,7 +280,10 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
     };
     let duration_ms = match (obj.remove("duration_ms"), obj.remove("duration")) {
         (Some(_), Some(_)) => {
-            return Err(ValidationError::new("duration", "give either duration_ms or duration"));
+            return Err(ValidationError::new(
+                "duration",
+                "give either duration_ms or duration",
+            ));
         }
         (Some(v), None) => Some(parse_duration("duration_ms", &v)?),
         (None, Some(v)) => Some(parse_duration("duration", &v)?),
@@ -291,8 +320,16 @@ pub fn event_from_json(input: Value, ctx: &PublishContext<'_>) -> Result<NewEven
         } else {
             duration_ms
         },
-        cancelable: if tracked { Some(cancelable.unwrap_or(true)) } else { cancelable },
-        replayable: if tracked { Some(replayable.unwrap_or(true)) } else { replayable },
+        cancelable: if tracked {
+            Some(cancelable.unwrap_or(true))
+        } else {
+            cancelable
+        },
+        replayable: if tracked {
+            Some(replayable.unwrap_or(true))
+        } else {
+            replayable
+        },
         derived_from: None,
     };
     Ok(NewEvent { event, supplied_id })
@@ -307,7 +344,12 @@ fn metadata_from(mut m: Map<String, Value>) -> Result<Metadata, ValidationError>
     let priority = match m.remove("priority") {
         None | Some(Value::Null) => Priority::Normal,
         Some(Value::String(s)) => parse_priority("metadata.priority", &s)?,
-        Some(_) => return Err(ValidationError::new("metadata.priority", "must be a string")),
+        Some(_) => {
+            return Err(ValidationError::new(
+                "metadata.priority",
+                "must be a string",
+            ));
+        }
     };
     let tags = match m.remove("tags") {
         None | Some(Value::Null) => Vec::new(),
@@ -323,7 +365,12 @@ fn metadata_from(mut m: Map<String, Value>) -> Result<Metadata, ValidationError>
             ));
         }
     };
-    Ok(Metadata { priority, tags, correlation_id, extra: m })
+    Ok(Metadata {
+        priority,
+        tags,
+        correlation_id,
+        extra: m,
+    })
 }
 
 fn parse_priority(field: &str, s: &str) -> Result<Priority, ValidationError> {
@@ -342,7 +389,10 @@ fn parse_tags(field: &str, v: Value) -> Result<Vec<String>, ValidationError> {
         .into_iter()
         .map(|t| match t {
             Value::String(s) if !s.is_empty() && s.len() <= MAX_TAG_LEN => Ok(s),
-            _ => Err(ValidationError::new(field, "each tag must be a string of 1 to 64 bytes")),
+            _ => Err(ValidationError::new(
+                field,
+                "each tag must be a string of 1 to 64 bytes",
+            )),
         })
         .collect()
 }
@@ -365,9 +415,8 @@ fn parse_instant(field: &str, v: &Value) -> Result<i64, ValidationError> {
         Value::String(s) => parse_time_ms(s),
         _ => None,
     };
-    ms.filter(|ms| (0..=253_402_300_799_000).contains(ms)).ok_or_else(|| {
-        ValidationError::new(field, "must be Unix seconds or an RFC 3339 time")
-    })
+    ms.filter(|ms| (0..=253_402_300_799_000).contains(ms))
+        .ok_or_else(|| ValidationError::new(field, "must be Unix seconds or an RFC 3339 time"))
 }
 
 fn parse_duration(field: &str, v: &Value) -> Result<u64, ValidationError> {
@@ -390,7 +439,10 @@ fn take_str_alias(
     alias: &str,
 ) -> Result<Option<String>, ValidationError> {
     match (take_str(obj, key)?, take_str(obj, alias)?) {
-        (Some(_), Some(_)) => Err(ValidationError::new(alias, format!("give either {key} or {alias}"))),
+        (Some(_), Some(_)) => Err(ValidationError::new(
+            alias,
+            format!("give either {key} or {alias}"),
+        )),
         (a, b) => Ok(a.or(b)),
     }
 }
@@ -413,7 +465,9 @@ mod tests {
     }
 
     fn bad(v: Value) -> String {
-        event_from_json(v, &PublishContext::default()).expect_err("invalid").field
+        event_from_json(v, &PublishContext::default())
+            .expect_err("invalid")
+            .field
     }
 
     #[test]
@@ -430,8 +484,10 @@ mod tests {
 
     #[test]
     fn animated_event_is_tracked_with_defaults() {
-        let n = ok(json!({"type": "high_score", "class": "animated", "id": "k-1",
-            "payload": {"score": 1}, "duration": 3000, "priority": "high"}));
+        let n = ok(
+            json!({"type": "high_score", "class": "animated", "id": "k-1",
+            "payload": {"score": 1}, "duration": 3000, "priority": "high"}),
+        );
         assert!(n.supplied_id);
         let e = n.event;
         assert_eq!(e.id, "k-1");
@@ -457,10 +513,16 @@ mod tests {
             (json!({"type": "t", "class": "loud"}), "class"),
             (json!({"type": "t", "id": "has space"}), "id"),
             (json!({"type": "t", "bogus": 1}), "bogus"),
-            (json!({"type": "t", "metadata": {"priority": "urgent"}}), "metadata.priority"),
+            (
+                json!({"type": "t", "metadata": {"priority": "urgent"}}),
+                "metadata.priority",
+            ),
             (json!({"type": "t", "tags": "x"}), "tags"),
             (json!({"type": "t", "level": "info"}), "level"),
-            (json!({"type": "t", "class": "alert", "level": "panic"}), "level"),
+            (
+                json!({"type": "t", "class": "alert", "level": "panic"}),
+                "level",
+            ),
             (json!({"type": "t", "timestamp": "soon"}), "timestamp"),
             (json!({"type": "t", "duration_ms": -1}), "duration_ms"),
             (json!({"type": "t", "message": 5}), "message"),
@@ -475,7 +537,11 @@ mod tests {
 
     #[test]
     fn context_fills_stream_source_and_correlation() {
-        let ctx = PublishContext { stream: Some("scores"), source: Some("web"), correlation_id: Some("c-1") };
+        let ctx = PublishContext {
+            stream: Some("scores"),
+            source: Some("web"),
+            correlation_id: Some("c-1"),
+        };
         let e = event_from_json(json!({"type": "t"}), &ctx).unwrap().event;
         assert_eq!(e.stream_id, "scores");
         assert_eq!(e.source, "web");

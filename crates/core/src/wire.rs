@@ -95,7 +95,11 @@ pub struct WireError {
 
 impl WireError {
     fn invalid(field: &str, message: impl Into<String>) -> Self {
-        Self { code: codes::INVALID, message: format!("{field}: {}", message.into()), field: Some(field.into()) }
+        Self {
+            code: codes::INVALID,
+            message: format!("{field}: {}", message.into()),
+            field: Some(field.into()),
+        }
     }
 }
 
@@ -165,16 +169,28 @@ fn take_ref(obj: &mut Map<String, Value>) -> Result<Option<String>, WireError> {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.len() <= 128 => Ok(Some(s)),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(WireError::invalid("ref", "must be a string of at most 128 bytes")),
+        Some(_) => Err(WireError::invalid(
+            "ref",
+            "must be a string of at most 128 bytes",
+        )),
     }
 }
 
 fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> {
-    let mut take = |keys: &[&str]| keys.iter().find_map(|k| obj.remove(*k)).filter(|v| !v.is_null());
+    let mut take = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| obj.remove(*k))
+            .filter(|v| !v.is_null())
+    };
     let overlay_id = match take(&["overlayId", "overlay_id", "overlay"]) {
         None => None,
         Some(Value::String(s)) if crate::name::is_event_id(&s) => Some(s),
-        Some(_) => return Err(WireError::invalid("overlayId", "must match [A-Za-z0-9_.:-]{1,128}")),
+        Some(_) => {
+            return Err(WireError::invalid(
+                "overlayId",
+                "must match [A-Za-z0-9_.:-]{1,128}",
+            ));
+        }
     };
     let streams = strings("streams", take(&["streams", "stream", "stream_id"]))?;
     let types = strings("eventTypes", take(&["eventTypes", "event_types", "types"]))?;
@@ -199,19 +215,28 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
     };
     let teams = strings("teams", take(&["teams"]))?;
     if !teams.is_empty() {
-        fields.push(FieldMatch { path: "data.team".into(), values: teams.into_iter().map(Value::from).collect() });
+        fields.push(FieldMatch {
+            path: "data.team".into(),
+            values: teams.into_iter().map(Value::from).collect(),
+        });
     }
     let since = match take(&["since"]) {
         None => None,
-        Some(v) => Some(offset_value(&v).ok_or_else(|| WireError::invalid("since", "must be an offset (a non-negative integer)"))?),
+        Some(v) => Some(offset_value(&v).ok_or_else(|| {
+            WireError::invalid("since", "must be an offset (a non-negative integer)")
+        })?),
     };
     let rewind = match take(&["rewind"]) {
         None => None,
         Some(v) => Some(
             v.as_u64()
                 .filter(|n| *n as usize <= MAX_REWIND)
-                .ok_or_else(|| WireError::invalid("rewind", format!("must be an integer from 0 to {MAX_REWIND}")))?
-                as usize,
+                .ok_or_else(|| {
+                    WireError::invalid(
+                        "rewind",
+                        format!("must be an integer from 0 to {MAX_REWIND}"),
+                    )
+                })? as usize,
         ),
     };
     obj.remove("id");
@@ -220,7 +245,10 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
     }
     for s in &streams {
         if !is_stream_pattern(s) {
-            return Err(WireError::invalid("streams", format!("`{s}` is not a stream name or glob")));
+            return Err(WireError::invalid(
+                "streams",
+                format!("`{s}` is not a stream name or glob"),
+            ));
         }
     }
     let filter = Filter {
@@ -232,7 +260,12 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
         fields,
         hide_system: overlay_id.is_some(),
     };
-    Ok(Subscribe { overlay_id, filter, since, rewind })
+    Ok(Subscribe {
+        overlay_id,
+        filter,
+        since,
+        rewind,
+    })
 }
 
 /// Is `s` a stream name, or a glob that could match one?
@@ -240,7 +273,9 @@ pub fn is_stream_pattern(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= crate::name::MAX_STREAM_LEN
         && s.bytes().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-' | b'*' | b'?')
+            c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || matches!(c, b'.' | b'_' | b'-' | b'*' | b'?')
         })
 }
 
@@ -261,21 +296,31 @@ fn strings(field: &str, v: Option<Value>) -> Result<Vec<String>, WireError> {
             .into_iter()
             .map(|i| match i {
                 Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s),
-                _ => Err(WireError::invalid(field, "must hold strings of 1 to 128 bytes")),
+                _ => Err(WireError::invalid(
+                    field,
+                    "must hold strings of 1 to 128 bytes",
+                )),
             })
             .collect(),
-        Some(_) => Err(WireError::invalid(field, "must be a string or an array of at most 100 strings")),
+        Some(_) => Err(WireError::invalid(
+            field,
+            "must be a string or an array of at most 100 strings",
+        )),
     }
 }
 
 /// `{"data.team": ["a","b"], "metadata.tournament_id": 7}` → field matches.
 fn field_matches(v: Value) -> Result<Vec<FieldMatch>, WireError> {
     let Value::Object(map) = v else {
-        return Err(WireError::invalid("filter", "must be an object of field paths to values"));
+        return Err(WireError::invalid(
+            "filter",
+            "must be an object of field paths to values",
+        ));
     };
     map.into_iter()
         .map(|(path, want)| {
-            if !(path.starts_with("data.") || path.starts_with("metadata.")) || path.ends_with('.') {
+            if !(path.starts_with("data.") || path.starts_with("metadata.")) || path.ends_with('.')
+            {
                 return Err(WireError::invalid(
                     "filter",
                     format!("`{path}` must start with `data.` or `metadata.`"),
@@ -356,7 +401,12 @@ impl ServerMessage {
 
     /// An `ERROR` from a [`WireError`].
     pub fn from_wire_error(e: WireError, reference: Option<String>) -> Self {
-        Self::Error { code: e.code.into(), message: e.message, field: e.field, reference }
+        Self::Error {
+            code: e.code.into(),
+            message: e.message,
+            field: e.field,
+            reference,
+        }
     }
 }
 
@@ -375,19 +425,26 @@ mod tests {
 
     #[test]
     fn parses_seed_shapes() {
-        let m = ClientMessage::parse(r#"{"type":"subscribe","teams":["team_1","team_2"]}"#).unwrap();
-        let ClientMessage::Subscribe(s) = m else { panic!("{m:?}") };
+        let m =
+            ClientMessage::parse(r#"{"type":"subscribe","teams":["team_1","team_2"]}"#).unwrap();
+        let ClientMessage::Subscribe(s) = m else {
+            panic!("{m:?}")
+        };
         assert_eq!(s.filter.fields[0].path, "data.team");
         let m = ClientMessage::parse(
             r#"{"type":"SUBSCRIBE","overlayId":"main","eventTypes":["high_*"],"since":"41","rewind":5}"#,
         )
         .unwrap();
-        let ClientMessage::Subscribe(s) = m else { panic!() };
+        let ClientMessage::Subscribe(s) = m else {
+            panic!()
+        };
         assert_eq!(s.overlay_id.as_deref(), Some("main"));
         assert_eq!(s.since, Some(41));
         assert_eq!(s.rewind, Some(5));
         assert!(s.filter.hide_system);
-        assert!(matches!(ClientMessage::parse(r#"{"type":"ping","ref":7}"#), Ok(ClientMessage::Ping { reference: Some(r) }) if r == "7"));
+        assert!(
+            matches!(ClientMessage::parse(r#"{"type":"ping","ref":7}"#), Ok(ClientMessage::Ping { reference: Some(r) }) if r == "7")
+        );
     }
 
     #[test]
@@ -398,11 +455,17 @@ mod tests {
             (r#"{"x":1}"#, codes::BAD_FRAME),
             (r#"{"type":"DANCE"}"#, codes::UNKNOWN_TYPE),
             (r#"{"type":"PUBLISH"}"#, codes::INVALID),
-            (r#"{"type":"SUBSCRIBE","streams":["Bad Name"]}"#, codes::INVALID),
+            (
+                r#"{"type":"SUBSCRIBE","streams":["Bad Name"]}"#,
+                codes::INVALID,
+            ),
             (r#"{"type":"SUBSCRIBE","classes":["loud"]}"#, codes::INVALID),
             (r#"{"type":"SUBSCRIBE","since":-1}"#, codes::INVALID),
             (r#"{"type":"SUBSCRIBE","rewind":100000}"#, codes::INVALID),
-            (r#"{"type":"SUBSCRIBE","filter":{"team":"x"}}"#, codes::INVALID),
+            (
+                r#"{"type":"SUBSCRIBE","filter":{"team":"x"}}"#,
+                codes::INVALID,
+            ),
             (r#"{"type":"SUBSCRIBE","bogus":1}"#, codes::INVALID),
         ];
         for (text, code) in cases {
@@ -412,7 +475,12 @@ mod tests {
 
     #[test]
     fn server_messages_round_trip() {
-        let m = ServerMessage::Ack { id: "e".into(), offset: 3, duplicate: false, reference: Some("r".into()) };
+        let m = ServerMessage::Ack {
+            id: "e".into(),
+            offset: 3,
+            duplicate: false,
+            reference: Some("r".into()),
+        };
         let text = m.to_text();
         assert!(text.starts_with(r#"{"type":"ACK""#), "{text}");
         assert_eq!(serde_json::from_str::<ServerMessage>(&text).unwrap(), m);

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use streambus_core::Record;
 use streambus_core::log::{EventLog, LiveTail, LogError};
 use streambus_core::store::{Appended, EventQuery, EventStore, Page};
 use streambus_core::validate::NewEvent;
-use streambus_core::Record;
 use tokio::sync::broadcast;
 
 /// Records a live tail may fall behind before it must catch up from the store.
@@ -50,7 +50,10 @@ impl EventLog for LocalLog {
     }
 
     fn tail(&self) -> Box<dyn LiveTail> {
-        Box::new(LocalTail { rx: self.committed.subscribe(), last: 0 })
+        Box::new(LocalTail {
+            rx: self.committed.subscribe(),
+            last: 0,
+        })
     }
 
     async fn head(&self) -> Result<u64, LogError> {
@@ -76,7 +79,9 @@ impl LiveTail for LocalTail {
                 self.last = r.offset();
                 Ok(r)
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => Err(LogError::Lagged { after: self.last }),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                Err(LogError::Lagged { after: self.last })
+            }
             Err(broadcast::error::RecvError::Closed) => Err(LogError::Closed),
         }
     }

@@ -19,7 +19,10 @@ pub async fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
     println!("  listen    {}", config.server.listen);
     println!("  data_dir  {}", config.server.data_dir.display());
     println!("  demo      {}", config.server.demo);
-    println!("  storage   sqlite (synchronous={:?})", config.storage.synchronous);
+    println!(
+        "  storage   sqlite (synchronous={:?})",
+        config.storage.synchronous
+    );
     let state = streambus_server::open(config).await;
     match state {
         Ok(state) => {

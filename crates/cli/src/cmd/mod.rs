@@ -1,7 +1,8 @@
-//! One module per subcommand.
+//! One module per subcommand, plus [`client`]: the client plumbing they share.
 
 pub mod bench;
 pub mod check_config;
+pub mod client;
 pub mod publish;
 pub mod serve;
 pub mod tail;

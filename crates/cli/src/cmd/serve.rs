@@ -33,7 +33,8 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// The configuration with these flags applied last.
     pub fn load(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref()).context("cannot load configuration")?;
+        let mut config =
+            Config::load(self.config.as_deref()).context("cannot load configuration")?;
         if let Some(listen) = self.listen {
             config.server.listen = listen;
         }
@@ -63,18 +64,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     init_logging(config.log.format);
     let listen = config.server.listen;
-    let state = streambus_server::open(config).await.context("cannot start")?;
+    let state = streambus_server::open(config)
+        .await
+        .context("cannot start")?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    streambus_server::serve(listener, state, shutdown_signal()).await.context("server failed")?;
+    streambus_server::serve(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
     Ok(())
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("streambus=info,streambus_server=info,streambus_store=info,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("streambus=info,streambus_server=info,streambus_store=info,tower_http=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -41,7 +41,10 @@ impl Browser {
             .spawn()
             .expect("chromedriver");
         let profile = tempfile::tempdir().expect("profile");
-        let client = reqwest::Client::builder().timeout(DEADLINE).build().expect("client");
+        let client = reqwest::Client::builder()
+            .timeout(DEADLINE)
+            .build()
+            .expect("client");
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -50,13 +53,23 @@ impl Browser {
                      format!("--user-data-dir={}", profile.path().display())]}}}});
         let start = tokio::time::Instant::now();
         let session = loop {
-            match client.post(format!("http://127.0.0.1:{port}/session")).json(&caps).send().await {
+            match client
+                .post(format!("http://127.0.0.1:{port}/session"))
+                .json(&caps)
+                .send()
+                .await
+            {
                 Ok(r) => break r.json::<Value>().await.expect("session json"),
-                Err(_) if start.elapsed() < DEADLINE => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(_) if start.elapsed() < DEADLINE => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("chromedriver did not answer: {e}"),
             }
         };
-        let id = session["value"]["sessionId"].as_str().expect("session id").to_owned();
+        let id = session["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
         Some(Self {
             _driver: driver,
             base: format!("http://127.0.0.1:{port}/session/{id}"),
@@ -66,8 +79,18 @@ impl Browser {
     }
 
     async fn open(&self, url: &str) {
-        let r = self.client.post(format!("{}/url", self.base)).json(&json!({"url": url})).send().await.expect("navigate");
-        assert!(r.status().is_success(), "navigate: {}", r.text().await.unwrap_or_default());
+        let r = self
+            .client
+            .post(format!("{}/url", self.base))
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .expect("navigate");
+        assert!(
+            r.status().is_success(),
+            "navigate: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 
     async fn eval(&self, script: &str) -> Value {
@@ -93,7 +116,11 @@ impl Browser {
             if items.len() >= n {
                 return items;
             }
-            assert!(start.elapsed() < DEADLINE * 2, "browser received {} of {n}: {v}", items.len());
+            assert!(
+                start.elapsed() < DEADLINE * 2,
+                "browser received {} of {n}: {v}",
+                items.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -132,12 +159,18 @@ async fn publish(server: &Proc, message: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_event_source_receives_resumes_and_keeps_text_as_text() {
-    let Some(browser) = Browser::start().await else { return };
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let mut server = Proc::spawn_on(port, dir.path(), &[]).await;
     let html = dir.path().join("page.html");
-    std::fs::write(&html, page(&server.url("/api/v1/events/stream/notifications"))).expect("page");
+    std::fs::write(
+        &html,
+        page(&server.url("/api/v1/events/stream/notifications")),
+    )
+    .expect("page");
     browser.open(&format!("file://{}", html.display())).await;
 
     // The page is live once it has seen a first event; keep publishing until then.
@@ -151,18 +184,35 @@ async fn browser_event_source_receives_resumes_and_keeps_text_as_text() {
     published.push(publish(&server, xss).await);
     published.push(publish(&server, "third").await);
     let first_id = browser.received(1).await[0]["id"].clone();
-    let from = published.iter().position(|e| e["id"] == first_id).expect("first seen was published");
+    let from = published
+        .iter()
+        .position(|e| e["id"] == first_id)
+        .expect("first seen was published");
     let expected: Vec<&Value> = published[from..].iter().collect();
     let got = browser.received(expected.len()).await;
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(g["id"], e["id"]);
-        assert_eq!(g["lastEventId"], e["offset"].to_string(), "SSE id is the offset");
+        assert_eq!(
+            g["lastEventId"],
+            e["offset"].to_string(),
+            "SSE id is the offset"
+        );
         assert!(g["timestamp"].is_i64(), "timestamp is Unix seconds: {g}");
     }
     // Text stays text: the markup shows as characters and creates no element.
-    let shown = browser.eval("return Array.from(document.querySelectorAll('li')).map(l => l.textContent)").await;
-    assert!(shown.as_array().expect("list").iter().any(|t| t == xss), "{shown}");
-    assert_eq!(browser.eval("return document.querySelectorAll('img').length").await, 0);
+    let shown = browser
+        .eval("return Array.from(document.querySelectorAll('li')).map(l => l.textContent)")
+        .await;
+    assert!(
+        shown.as_array().expect("list").iter().any(|t| t == xss),
+        "{shown}"
+    );
+    assert_eq!(
+        browser
+            .eval("return document.querySelectorAll('img').length")
+            .await,
+        0
+    );
 
     // Kill the server, publish nothing while it is down, restart it in place:
     // the browser reconnects with Last-Event-ID and receives only what is new.
@@ -181,6 +231,14 @@ async fn browser_event_source_receives_resumes_and_keeps_text_as_text() {
     let ids: Vec<&Value> = got.iter().map(|g| &g["id"]).collect();
     let mut unique = ids.clone();
     unique.dedup();
-    assert_eq!(ids.len(), unique.len(), "no duplicate after reconnect: {ids:?}");
-    assert_eq!(got.len(), expected.len() + 1, "exactly the new event after reconnect");
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "no duplicate after reconnect: {ids:?}"
+    );
+    assert_eq!(
+        got.len(),
+        expected.len() + 1,
+        "exactly the new event after reconnect"
+    );
 }

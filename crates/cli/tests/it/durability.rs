@@ -19,7 +19,11 @@ async fn kill_9_during_publish_loop_loses_no_acknowledged_event() {
     let client = reqwest::Client::new();
     let mut loops = Vec::new();
     for worker in 0..4 {
-        let (acked, client, url) = (Arc::clone(&acked), client.clone(), server.url("/api/v1/events"));
+        let (acked, client, url) = (
+            Arc::clone(&acked),
+            client.clone(),
+            server.url("/api/v1/events"),
+        );
         loops.push(tokio::spawn(async move {
             for i in 0.. {
                 let batch: Vec<Value> = (0..5)
@@ -56,20 +60,38 @@ async fn kill_9_during_publish_loop_loses_no_acknowledged_event() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = client.get(url).send().await.expect("get").json().await.expect("json");
+        let page: Value = client
+            .get(url)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
         for e in page["data"].as_array().expect("data") {
             let offset = e["offset"].as_u64().expect("offset");
             assert!(offset > last, "offsets increase");
             last = offset;
-            assert!(stored.insert(e["id"].as_str().expect("id").to_owned()), "no duplicate");
+            assert!(
+                stored.insert(e["id"].as_str().expect("id").to_owned()),
+                "no duplicate"
+            );
         }
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
-    let missing: Vec<_> = acked.iter().filter(|(id, _)| !stored.contains(id)).collect();
-    assert!(missing.is_empty(), "{} acknowledged events lost, e.g. {:?}", missing.len(), missing.first());
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|(id, _)| !stored.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
     assert!(acked.len() >= 2000);
 
     // Offsets continue above everything stored before the crash.
@@ -91,12 +113,17 @@ async fn kill_9_during_publish_loop_loses_no_acknowledged_event() {
 async fn sigterm_drains_and_closes_connections_cleanly() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut server = Proc::spawn(dir.path(), &[]).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/v1/ws", server.port))
-        .await
-        .expect("ws");
-    ws.send(Message::Text(json!({"type": "SUBSCRIBE", "streams": ["default"]}).to_string().into()))
-        .await
-        .expect("send");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{}/api/v1/ws", server.port))
+            .await
+            .expect("ws");
+    ws.send(Message::Text(
+        json!({"type": "SUBSCRIBE", "streams": ["default"]})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
     let sse = reqwest::Client::new()
         .get(server.url("/api/v1/events/stream/default"))
         .send()
@@ -126,13 +153,28 @@ async fn sigterm_drains_and_closes_connections_cleanly() {
     .expect("close frame in time");
     let frame = close.expect("a close frame with a code");
     assert_eq!(u16::from(frame.code), 1001);
-    let body = tokio::time::timeout(DEADLINE, sse.bytes()).await.expect("SSE ends in time");
+    let body = tokio::time::timeout(DEADLINE, sse.bytes())
+        .await
+        .expect("SSE ends in time");
     let text = String::from_utf8_lossy(&body.expect("SSE body")).into_owned();
-    assert!(text.contains(stored["id"].as_str().expect("id")), "SSE delivered before closing: {text}");
-    let status = tokio::time::timeout(DEADLINE, server.child.wait()).await.expect("exits in time").expect("wait");
+    assert!(
+        text.contains(stored["id"].as_str().expect("id")),
+        "SSE delivered before closing: {text}"
+    );
+    let status = tokio::time::timeout(DEADLINE, server.child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
     assert!(status.success(), "exit status {status}");
 
     let server = Proc::spawn(dir.path(), &[]).await;
-    let got = client.get(server.url(&format!("/api/v1/events/{}", stored["id"].as_str().expect("id")))).send().await.expect("get");
+    let got = client
+        .get(server.url(&format!(
+            "/api/v1/events/{}",
+            stored["id"].as_str().expect("id")
+        )))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(got.status(), 200);
 }

@@ -44,14 +44,18 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn streambus");
-        let p = Self { child, base: format!("http://127.0.0.1:{port}"), port };
+        let p = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+        };
         let client = reqwest::Client::new();
         let start = tokio::time::Instant::now();
         loop {
-            if let Ok(r) = client.get(format!("{}/readyz", p.base)).send().await {
-                if r.status().is_success() {
-                    return p;
-                }
+            if let Ok(r) = client.get(format!("{}/readyz", p.base)).send().await
+                && r.status().is_success()
+            {
+                return p;
             }
             assert!(start.elapsed() < DEADLINE, "server did not become ready");
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -71,7 +75,11 @@ impl Proc {
     /// SIGTERM.
     pub fn sigterm(&self) {
         let pid = self.child.id().expect("running").to_string();
-        let ok = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success();
         assert!(ok, "kill -TERM failed");
     }
 }

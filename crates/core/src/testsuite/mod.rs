@@ -11,7 +11,7 @@
 
 pub mod store;
 
-use crate::validate::{event_from_json, NewEvent, PublishContext};
+use crate::validate::{NewEvent, PublishContext, event_from_json};
 
 /// A fresh tenant name (`<prefix>-<uuid>`, valid for prefixes of up to 31
 /// bytes), so checks never see each other's rows.

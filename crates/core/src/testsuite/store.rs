@@ -44,7 +44,9 @@ fn offsets(records: &[Arc<Record>]) -> Vec<u64> {
 
 async fn stream(store: &dyn EventStore, tenant: &str, name: &str) -> StreamInfo {
     let list = store.list_streams(tenant).await.expect("list_streams");
-    list.into_iter().find(|s| s.name == name).unwrap_or_else(|| panic!("stream {name} missing"))
+    list.into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("stream {name} missing"))
 }
 
 /// Offsets are strictly increasing in batch order and across batches; records
@@ -53,8 +55,15 @@ pub async fn offsets_increase_in_batch_order(store: &dyn EventStore) {
     let t = fresh_tenant("order");
     let first = append(store, &t, vec![ev("a", "x"), ev("b", "y"), ev("a", "z")]).await;
     let second = append(store, &t, vec![ev("b", "x"), ev("a", "x")]).await;
-    let got: Vec<u64> = first.iter().chain(&second).map(|a| a.record.offset()).collect();
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "offsets not increasing: {got:?}");
+    let got: Vec<u64> = first
+        .iter()
+        .chain(&second)
+        .map(|a| a.record.offset())
+        .collect();
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "offsets not increasing: {got:?}"
+    );
     assert!(got[0] > 0, "offsets start at 1");
     assert_eq!(first[1].record.event.stream_id, "b");
     assert_eq!(first[2].record.event.event_type, "z");
@@ -64,11 +73,18 @@ pub async fn offsets_increase_in_batch_order(store: &dyn EventStore) {
         let v: serde_json::Value = serde_json::from_slice(&a.record.json).expect("record json");
         assert_eq!(v["offset"], a.record.offset());
         assert_eq!(v["id"], a.record.event.id.as_str());
-        let stored = store.get(&t, &a.record.event.id).await.expect("get").expect("stored");
+        let stored = store
+            .get(&t, &a.record.event.id)
+            .await
+            .expect("get")
+            .expect("stored");
         assert_eq!(*stored, *a.record, "get returns what append returned");
     }
     let head = store.head().await.expect("head");
-    assert!(head >= *got.last().expect("offsets"), "head {head} behind {got:?}");
+    assert!(
+        head >= *got.last().expect("offsets"),
+        "head {head} behind {got:?}"
+    );
 }
 
 /// A producer-supplied id is stored once: appending it again returns the first
@@ -77,13 +93,24 @@ pub async fn supplied_id_is_stored_once(store: &dyn EventStore) {
     let t = fresh_tenant("idem");
     let first = append(store, &t, vec![with_id("s", "order-1", "first")]).await;
     assert!(!first[0].duplicate);
-    let again = append(store, &t, vec![with_id("s", "order-1", "second"), ev("s", "new")]).await;
+    let again = append(
+        store,
+        &t,
+        vec![with_id("s", "order-1", "second"), ev("s", "new")],
+    )
+    .await;
     assert!(again[0].duplicate, "same id again must be a duplicate");
     assert_eq!(again[0].record.offset(), first[0].record.offset());
-    assert_eq!(again[0].record.event.message, "first", "the stored record is returned");
+    assert_eq!(
+        again[0].record.event.message, "first",
+        "the stored record is returned"
+    );
     assert!(!again[1].duplicate, "a new neighbour is still stored");
     let stored = all(store, &t, EventQuery::default()).await;
-    assert_eq!(offsets(&stored), vec![first[0].record.offset(), again[1].record.offset()]);
+    assert_eq!(
+        offsets(&stored),
+        vec![first[0].record.offset(), again[1].record.offset()]
+    );
     assert_eq!(stream(store, &t, "s").await.events, 2);
 }
 
@@ -95,7 +122,11 @@ pub async fn server_made_ids_never_collide(store: &dyn EventStore) {
         let out = append(store, &t, (0..50).map(|_| ev("s", "x")).collect()).await;
         for a in out {
             assert!(!a.duplicate);
-            assert!(ids.insert(a.record.event.id.clone()), "id reused: {}", a.record.event.id);
+            assert!(
+                ids.insert(a.record.event.id.clone()),
+                "id reused: {}",
+                a.record.event.id
+            );
         }
     }
     assert_eq!(all(store, &t, EventQuery::default()).await.len(), 200);
@@ -104,10 +135,22 @@ pub async fn server_made_ids_never_collide(store: &dyn EventStore) {
 /// The same supplied id twice in one batch: the second is a duplicate of the first.
 pub async fn duplicate_within_batch_returns_first(store: &dyn EventStore) {
     let t = fresh_tenant("dupbatch");
-    let out = append(store, &t, vec![with_id("s", "k-1", "a"), ev("s", "x"), with_id("s", "k-1", "b")]).await;
+    let out = append(
+        store,
+        &t,
+        vec![
+            with_id("s", "k-1", "a"),
+            ev("s", "x"),
+            with_id("s", "k-1", "b"),
+        ],
+    )
+    .await;
     assert!(!out[0].duplicate);
     assert!(!out[1].duplicate);
-    assert!(out[2].duplicate, "second occurrence in a batch is a duplicate");
+    assert!(
+        out[2].duplicate,
+        "second occurrence in a batch is a duplicate"
+    );
     assert_eq!(*out[2].record, *out[0].record);
     assert_eq!(all(store, &t, EventQuery::default()).await.len(), 2);
 }
@@ -115,22 +158,66 @@ pub async fn duplicate_within_batch_returns_first(store: &dyn EventStore) {
 /// Nothing crosses tenants: ids, get, query and list_streams are per tenant.
 pub async fn tenants_are_isolated(store: &dyn EventStore) {
     let (a, b) = (fresh_tenant("ta"), fresh_tenant("tb"));
-    let in_a = append(store, &a, vec![with_id("shared", "same-id", "a"), ev("only-a", "x")]).await;
-    let in_b = append(store, &b, vec![with_id("shared", "same-id", "b"), ev("only-b", "x")]).await;
-    assert!(!in_b[0].duplicate, "an id is unique per tenant, not globally");
+    let in_a = append(
+        store,
+        &a,
+        vec![with_id("shared", "same-id", "a"), ev("only-a", "x")],
+    )
+    .await;
+    let in_b = append(
+        store,
+        &b,
+        vec![with_id("shared", "same-id", "b"), ev("only-b", "x")],
+    )
+    .await;
+    assert!(
+        !in_b[0].duplicate,
+        "an id is unique per tenant, not globally"
+    );
     assert_ne!(in_a[0].record.offset(), in_b[0].record.offset());
-    let got = store.get(&b, "same-id").await.expect("get").expect("stored");
+    let got = store
+        .get(&b, "same-id")
+        .await
+        .expect("get")
+        .expect("stored");
     assert_eq!(got.event.message, "b");
     assert_eq!(got.tenant, b);
-    assert!(store.get(&b, &in_a[1].record.event.id).await.expect("get").is_none());
+    assert!(
+        store
+            .get(&b, &in_a[1].record.event.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
     let seen_b = all(store, &b, EventQuery::default()).await;
-    assert_eq!(offsets(&seen_b), offsets(&[in_b[0].record.clone(), in_b[1].record.clone()]));
+    assert_eq!(
+        offsets(&seen_b),
+        offsets(&[in_b[0].record.clone(), in_b[1].record.clone()])
+    );
     assert!(seen_b.iter().all(|r| r.tenant == b));
-    let q = EventQuery { streams: Some(vec!["only-a".into()]), ..Default::default() };
+    let q = EventQuery {
+        streams: Some(vec!["only-a".into()]),
+        ..Default::default()
+    };
     assert!(all(store, &b, q).await.is_empty());
-    let names: Vec<String> = store.list_streams(&b).await.expect("list").into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"only-b".to_owned()) && !names.contains(&"only-a".to_owned()), "{names:?}");
-    assert!(store.list_streams(&fresh_tenant("empty")).await.expect("list").is_empty());
+    let names: Vec<String> = store
+        .list_streams(&b)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert!(
+        names.contains(&"only-b".to_owned()) && !names.contains(&"only-a".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        store
+            .list_streams(&fresh_tenant("empty"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 /// Stream, type, class and source filters, alone and combined.
@@ -139,21 +226,59 @@ pub async fn query_filters_match(store: &dyn EventStore) {
     let mk = |s: &str, ty: &str, class: &str, source: &str| {
         new_event(json!({"stream_id": s, "type": ty, "class": class, "source": source}))
     };
-    let out = append(store, &t, vec![
-        mk("a", "x", "data", "s1"),
-        mk("b", "y", "alert", "s2"),
-        mk("c", "x", "alert", "s1"),
-        mk("a", "y", "data", "s2"),
-        mk("b", "x", "data", "s1"),
-    ])
+    let out = append(
+        store,
+        &t,
+        vec![
+            mk("a", "x", "data", "s1"),
+            mk("b", "y", "alert", "s2"),
+            mk("c", "x", "alert", "s1"),
+            mk("a", "y", "data", "s2"),
+            mk("b", "x", "data", "s1"),
+        ],
+    )
     .await;
-    let off = |i: &[usize]| i.iter().map(|&i| out[i].record.offset()).collect::<Vec<_>>();
+    let off = |i: &[usize]| {
+        i.iter()
+            .map(|&i| out[i].record.offset())
+            .collect::<Vec<_>>()
+    };
     let cases = [
-        (EventQuery { streams: Some(vec!["a".into(), "b".into()]), ..Default::default() }, off(&[0, 1, 3, 4])),
-        (EventQuery { streams: Some(vec![]), ..Default::default() }, vec![]),
-        (EventQuery { event_type: Some("x".into()), ..Default::default() }, off(&[0, 2, 4])),
-        (EventQuery { class: Some(EventClass::Alert), ..Default::default() }, off(&[1, 2])),
-        (EventQuery { source: Some("s2".into()), ..Default::default() }, off(&[1, 3])),
+        (
+            EventQuery {
+                streams: Some(vec!["a".into(), "b".into()]),
+                ..Default::default()
+            },
+            off(&[0, 1, 3, 4]),
+        ),
+        (
+            EventQuery {
+                streams: Some(vec![]),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            EventQuery {
+                event_type: Some("x".into()),
+                ..Default::default()
+            },
+            off(&[0, 2, 4]),
+        ),
+        (
+            EventQuery {
+                class: Some(EventClass::Alert),
+                ..Default::default()
+            },
+            off(&[1, 2]),
+        ),
+        (
+            EventQuery {
+                source: Some("s2".into()),
+                ..Default::default()
+            },
+            off(&[1, 3]),
+        ),
         (
             EventQuery {
                 streams: Some(vec!["a".into(), "c".into()]),
@@ -163,7 +288,13 @@ pub async fn query_filters_match(store: &dyn EventStore) {
             },
             off(&[0, 2]),
         ),
-        (EventQuery { class: Some(EventClass::System), ..Default::default() }, vec![]),
+        (
+            EventQuery {
+                class: Some(EventClass::System),
+                ..Default::default()
+            },
+            vec![],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(offsets(&all(store, &t, q.clone()).await), want, "{q:?}");
@@ -181,12 +312,25 @@ pub async fn query_time_range_is_start_inclusive_end_exclusive(store: &dyn Event
         })
         .collect();
     let out = append(store, &t, events).await;
-    let q = EventQuery { start_ms: Some(base + 1000), end_ms: Some(base + 3000), ..Default::default() };
+    let q = EventQuery {
+        start_ms: Some(base + 1000),
+        end_ms: Some(base + 3000),
+        ..Default::default()
+    };
     let want = vec![out[1].record.offset(), out[2].record.offset()];
     assert_eq!(offsets(&all(store, &t, q).await), want);
-    let q = EventQuery { start_ms: Some(base + 3500), ..Default::default() };
-    assert_eq!(offsets(&all(store, &t, q).await), vec![out[4].record.offset()]);
-    let q = EventQuery { end_ms: Some(base), ..Default::default() };
+    let q = EventQuery {
+        start_ms: Some(base + 3500),
+        ..Default::default()
+    };
+    assert_eq!(
+        offsets(&all(store, &t, q).await),
+        vec![out[4].record.offset()]
+    );
+    let q = EventQuery {
+        end_ms: Some(base),
+        ..Default::default()
+    };
     assert!(all(store, &t, q).await.is_empty());
 }
 
@@ -197,22 +341,41 @@ pub async fn pagination_visits_every_record_once(store: &dyn EventStore) {
     let t = fresh_tenant("page");
     let (mut in_s, mut every) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let out = append(store, &t, (0..10).map(|i| ev(if i % 3 == 0 { "other" } else { "s" }, "x")).collect()).await;
-        in_s.extend(out.iter().filter(|a| a.record.event.stream_id == "s").map(|a| a.record.offset()));
+        let out = append(
+            store,
+            &t,
+            (0..10)
+                .map(|i| ev(if i % 3 == 0 { "other" } else { "s" }, "x"))
+                .collect(),
+        )
+        .await;
+        in_s.extend(
+            out.iter()
+                .filter(|a| a.record.event.stream_id == "s")
+                .map(|a| a.record.offset()),
+        );
         every.extend(out.iter().map(|a| a.record.offset()));
     }
     let mut many: Vec<String> = (0..40).map(|i| format!("absent-{i}")).collect();
     many.push("s".into());
     let scopes = [
         (Some(vec!["s".to_owned()]), &in_s),
-        (Some(vec!["other".to_owned(), "s".to_owned(), "s".to_owned()]), &every),
+        (
+            Some(vec!["other".to_owned(), "s".to_owned(), "s".to_owned()]),
+            &every,
+        ),
         (Some(many), &in_s),
         (None, &every),
     ];
     for (streams, want) in scopes {
         for descending in [false, true] {
             for limit in [1, 4, 5, 100] {
-                let mut q = EventQuery { streams: streams.clone(), descending, limit, ..Default::default() };
+                let mut q = EventQuery {
+                    streams: streams.clone(),
+                    descending,
+                    limit,
+                    ..Default::default()
+                };
                 let mut seen = Vec::new();
                 for _ in 0..=want.len() + 1 {
                     let page = store.query(&t, &q).await.expect("query");
@@ -231,7 +394,10 @@ pub async fn pagination_visits_every_record_once(store: &dyn EventStore) {
                     expected.reverse();
                 }
                 let n = streams.as_ref().map(Vec::len);
-                assert_eq!(seen, expected, "streams={n:?} descending={descending} limit={limit}");
+                assert_eq!(
+                    seen, expected,
+                    "streams={n:?} descending={descending} limit={limit}"
+                );
             }
         }
     }
@@ -241,7 +407,12 @@ pub async fn pagination_visits_every_record_once(store: &dyn EventStore) {
 /// the state, creates a missing stream, and appends keep the state.
 pub async fn streams_auto_create_and_keep_state(store: &dyn EventStore) {
     let t = fresh_tenant("streams");
-    let out = append(store, &t, vec![ev("alpha", "x"), ev("alpha", "x"), ev("alpha", "x")]).await;
+    let out = append(
+        store,
+        &t,
+        vec![ev("alpha", "x"), ev("alpha", "x"), ev("alpha", "x")],
+    )
+    .await;
     let s = stream(store, &t, "alpha").await;
     assert_eq!(s.state, StreamState::Active);
     assert_eq!(s.events, 3);
@@ -249,15 +420,33 @@ pub async fn streams_auto_create_and_keep_state(store: &dyn EventStore) {
     assert_eq!(s.pruned_through, 0);
     assert!(s.created_ms > 0);
 
-    let paused = store.set_stream_state(&t, "alpha", StreamState::Paused).await.expect("set state");
+    let paused = store
+        .set_stream_state(&t, "alpha", StreamState::Paused)
+        .await
+        .expect("set state");
     assert_eq!(paused.state, StreamState::Paused);
     assert_eq!(paused.events, 3);
-    let beta = store.set_stream_state(&t, "beta", StreamState::Stopped).await.expect("set state");
-    assert_eq!((beta.name.as_str(), beta.state, beta.events, beta.last_offset), ("beta", StreamState::Stopped, 0, 0));
+    let beta = store
+        .set_stream_state(&t, "beta", StreamState::Stopped)
+        .await
+        .expect("set state");
+    assert_eq!(
+        (
+            beta.name.as_str(),
+            beta.state,
+            beta.events,
+            beta.last_offset
+        ),
+        ("beta", StreamState::Stopped, 0, 0)
+    );
 
     let more = append(store, &t, vec![ev("alpha", "x")]).await;
     let s = stream(store, &t, "alpha").await;
-    assert_eq!(s.state, StreamState::Paused, "a paused stream still stores and stays paused");
+    assert_eq!(
+        s.state,
+        StreamState::Paused,
+        "a paused stream still stores and stays paused"
+    );
     assert_eq!((s.events, s.last_offset), (4, more[0].record.offset()));
     assert_eq!(store.list_streams(&t).await.expect("list").len(), 2);
 }
@@ -269,31 +458,66 @@ pub async fn prune_by_count_keeps_newest_and_sets_pruned_through(store: &dyn Eve
     let t = fresh_tenant("prune");
     let a = append(store, &t, (0..10).map(|_| ev("a", "x")).collect()).await;
     append(store, &t, (0..3).map(|_| ev("b", "x")).collect()).await;
-    let removed = store.prune(Retention { max_events: 4, max_age_ms: 0 }).await.expect("prune");
+    let removed = store
+        .prune(Retention {
+            max_events: 4,
+            max_age_ms: 0,
+        })
+        .await
+        .expect("prune");
     assert!(removed >= 6, "removed {removed}");
     let sa = stream(store, &t, "a").await;
     assert_eq!((sa.events, sa.pruned_through), (4, a[5].record.offset()));
-    let q = EventQuery { streams: Some(vec!["a".into()]), ..Default::default() };
+    let q = EventQuery {
+        streams: Some(vec!["a".into()]),
+        ..Default::default()
+    };
     let kept: Vec<u64> = a[6..].iter().map(|x| x.record.offset()).collect();
     assert_eq!(offsets(&all(store, &t, q).await), kept);
     let sb = stream(store, &t, "b").await;
     assert_eq!((sb.events, sb.pruned_through), (3, 0));
-    assert!(store.get(&t, &a[0].record.event.id).await.expect("get").is_none());
+    assert!(
+        store
+            .get(&t, &a[0].record.event.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
 
-    store.prune(Retention { max_events: 4, max_age_ms: 0 }).await.expect("prune again");
-    assert_eq!(stream(store, &t, "a").await.events, 4, "pruning again changes nothing");
+    store
+        .prune(Retention {
+            max_events: 4,
+            max_age_ms: 0,
+        })
+        .await
+        .expect("prune again");
+    assert_eq!(
+        stream(store, &t, "a").await.events,
+        4,
+        "pruning again changes nothing"
+    );
     let next = append(store, &t, vec![ev("a", "x")]).await;
-    assert!(next[0].record.offset() > a[9].record.offset(), "offsets are never reused");
+    assert!(
+        next[0].record.offset() > a[9].record.offset(),
+        "offsets are never reused"
+    );
 }
 
 /// Retention by age drops events whose event time is older than the limit.
 pub async fn prune_by_age_drops_old_events(store: &dyn EventStore) {
     let t = fresh_tenant("age");
-    let old: Vec<NewEvent> =
-        (0..3).map(|_| new_event(json!({"stream_id": "s", "type": "x", "timestamp": 978_307_200}))).collect();
+    let old: Vec<NewEvent> = (0..3)
+        .map(|_| new_event(json!({"stream_id": "s", "type": "x", "timestamp": 978_307_200})))
+        .collect();
     let old = append(store, &t, old).await;
     let fresh = append(store, &t, vec![ev("s", "x"), ev("s", "x")]).await;
-    let removed = store.prune(Retention { max_events: 0, max_age_ms: 86_400_000 }).await.expect("prune");
+    let removed = store
+        .prune(Retention {
+            max_events: 0,
+            max_age_ms: 86_400_000,
+        })
+        .await
+        .expect("prune");
     assert!(removed >= 3, "removed {removed}");
     let s = stream(store, &t, "s").await;
     assert_eq!((s.events, s.pruned_through), (2, old[2].record.offset()));
@@ -333,7 +557,12 @@ pub fn hook_saw_each_new_record_once_in_order(seen: &[Arc<Record>], acked: &[App
         let got = by_offset
             .get(&a.record.offset())
             .unwrap_or_else(|| panic!("hook never saw offset {}", a.record.offset()));
-        assert_eq!(**got, a.record, "hook and ack disagree at offset {}", a.record.offset());
+        assert_eq!(
+            **got,
+            a.record,
+            "hook and ack disagree at offset {}",
+            a.record.offset()
+        );
     }
 }
 

@@ -31,7 +31,7 @@ use super::subscriber::{
     Tally, TallyResult, open_sse, open_ws, receive_sse, receive_ws, ws_config,
 };
 use super::{Target, fresh_stream, now_us, raise_nofile_limit, round3, secs};
-use crate::cmd::publish::{MAX_BATCH, array_body, http_client, problem_error};
+use crate::cmd::client::{MAX_BATCH, array_body, http_client, problem_error};
 
 /// Most events one run may publish; bounds the receivers' sequence bitsets.
 const MAX_EVENTS: u64 = 20_000_000;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::progress::Progress;
 use super::stats::Histogram;
 use super::{Target, fresh_stream, round3, secs};
-use crate::cmd::publish::{MAX_BATCH, Problem, http_client, problem_error};
+use crate::cmd::client::{MAX_BATCH, Problem, http_client, problem_error};
 
 /// Publish many events as fast as the server acknowledges them.
 #[derive(clap::Args, Debug)]

@@ -26,8 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::publish::{DEFAULT_URL, api_url};
-use super::tail::ws_url;
+use super::client::{DEFAULT_URL, api_url, ws_url};
 
 /// Measure the server with generated load (loopback targets only).
 #[derive(clap::Args, Debug)]

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::stats::Histogram;
 use super::{Target, now_us};
-use crate::cmd::tail::{EVENT_FRAME_PREFIX, ws_request};
+use crate::cmd::client::{EVENT_FRAME_PREFIX, problem_error, ws_request};
 
 /// A bench WebSocket (plain TCP: bench targets loopback only).
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -292,7 +292,7 @@ pub(crate) async fn open_sse(
         .await
         .with_context(|| format!("cannot reach {url}"))?;
     if !resp.status().is_success() {
-        return Err(crate::cmd::publish::problem_error(resp, "SSE subscription refused").await);
+        return Err(problem_error(resp, "SSE subscription refused").await);
     }
     Ok(resp)
 }

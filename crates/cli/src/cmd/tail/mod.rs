@@ -7,15 +7,17 @@
 //! below it, so a server that repeats the seam cannot double a line. `--rewind`
 //! applies to the first subscription only.
 //!
-//! Pretty output is one line per event; every field is printed through
-//! [`sanitize`], so an event cannot move the cursor, recolour the terminal or
-//! forge extra lines. `--json` prints each event's JSON as the server sent it,
-//! one per line, ready for `streambus publish -`.
+//! Pretty output ([`pretty`]) is one line per event; every field is printed
+//! through [`sanitize`], so an event cannot move the cursor, recolour the
+//! terminal or forge extra lines. `--json` prints each event's JSON as the server
+//! sent it, one per line, ready for `streambus publish -`.
 //!
-//! The WebSocket helpers here (`ws_url`, `ws_request`) are shared with `bench`.
+//! This file owns the flags, the connection loop and the `SUBSCRIBE` frames. The
+//! WebSocket helpers (`ws_url`, `ws_request`, `event_slice`) and [`sanitize`] live
+//! in [`super::client`], shared with `bench`.
 
-use std::borrow::Cow;
-use std::fmt::Write as _;
+mod pretty;
+
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -24,16 +26,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use streambus_core::wire::{self, ServerMessage};
 use streambus_core::{Event, EventClass};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use super::publish::DEFAULT_URL;
+use self::pretty::format_pretty;
+use super::client::{DEFAULT_URL, event_slice, sanitize, ws_request};
 
-/// The fixed start of every `EVENT_BROADCAST` frame the server writes
-/// ([`wire::event_broadcast_frame`], and serde's tag-first order).
-pub(crate) const EVENT_FRAME_PREFIX: &str = "{\"type\":\"EVENT_BROADCAST\",\"event\":";
 /// How often an idle connection sends `PING`.
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A connection silent for this long (no event, no `PONG`) is considered lost.
@@ -290,11 +287,6 @@ async fn session(
     }
 }
 
-/// The event JSON inside an `EVENT_BROADCAST` frame, without parsing it.
-pub(crate) fn event_slice(frame: &str) -> Option<&str> {
-    frame.strip_prefix(EVENT_FRAME_PREFIX)?.strip_suffix('}')
-}
-
 /// Prints one event unless it is at or before the seam; true when done.
 fn print_event(json: &str, since: Option<u64>, state: &mut TailState) -> Result<bool> {
     let event: Event = match serde_json::from_str(json) {
@@ -382,203 +374,12 @@ fn subscribe_frame(base: &Value, since: Option<u64>, rewind: Option<u64>) -> Val
     frame
 }
 
-/// `base` turned into the WebSocket endpoint: `http://h:p/x` → `ws://h:p/x/api/v1/ws`.
-///
-/// # Errors
-/// A base that is not an `http(s)://` or `ws(s)://` URL.
-pub(crate) fn ws_url(base: &str) -> Result<String> {
-    let base = base.trim().trim_end_matches('/');
-    let rest = if let Some(r) = base.strip_prefix("http://") {
-        format!("ws://{r}")
-    } else if let Some(r) = base.strip_prefix("https://") {
-        format!("wss://{r}")
-    } else if base.starts_with("ws://") || base.starts_with("wss://") {
-        base.to_owned()
-    } else {
-        bail!("the server URL `{base}` must start with http:// or https://");
-    };
-    Ok(format!("{rest}/api/v1/ws"))
-}
-
-/// The WebSocket handshake request, carrying the bearer token when given.
-///
-/// # Errors
-/// A bad URL or a token that is not a valid header value.
-pub(crate) fn ws_request(base: &str, token: Option<&str>) -> Result<Request> {
-    let url = ws_url(base)?;
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .with_context(|| format!("bad WebSocket URL {url}"))?;
-    if let Some(token) = token {
-        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .context("the token contains characters not allowed in a header")?;
-        value.set_sensitive(true);
-        request.headers_mut().insert(AUTHORIZATION, value);
-    }
-    Ok(request)
-}
-
-const RESET: &str = "\x1b[0m";
-const DIM: &str = "\x1b[2m";
-const BOLD: &str = "\x1b[1m";
-
-/// One readable line: time (UTC), offset, stream, class, type, message, data.
-fn format_pretty(e: &Event, color: bool) -> String {
-    let paint = |code: &str, text: &str| -> String {
-        if color {
-            format!("{code}{text}{RESET}")
-        } else {
-            text.to_owned()
-        }
-    };
-    // `2022-01-19T13:20:00.123Z` → `13:20:00.123`.
-    let time = match e.time.get(11..23) {
-        Some(t) if e.time.as_bytes().get(10) == Some(&b'T') => Cow::Borrowed(t),
-        _ => sanitize(&e.time),
-    };
-    let class_color = match e.class {
-        EventClass::Animated => "\x1b[35m",
-        EventClass::Data => "\x1b[32m",
-        EventClass::Alert => match e.level.as_deref() {
-            Some("error") => "\x1b[31m",
-            _ => "\x1b[33m",
-        },
-        EventClass::System => "\x1b[34m",
-    };
-    let mut line = String::with_capacity(128);
-    let _ = write!(
-        line,
-        "{} {} {} {} {}",
-        paint(DIM, &time),
-        paint(DIM, &format!("#{}", e.offset)),
-        paint("\x1b[36m", &sanitize(&e.stream_id)),
-        paint(class_color, &format!("{:<8}", e.class.as_str())),
-        paint(BOLD, &sanitize(&e.event_type)),
-    );
-    if let Some(level) = e.level.as_deref().or(e.severity.as_deref()) {
-        let _ = write!(line, " [{}]", sanitize(level));
-    }
-    if !e.message.is_empty() {
-        let _ = write!(line, "  {}", sanitize(&e.message));
-    }
-    let empty = match &e.data {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    };
-    if !empty {
-        let data = e.data.to_string();
-        let _ = write!(line, "  {}", paint(DIM, &sanitize(&data)));
-    }
-    line
-}
-
-/// Makes text safe for a terminal: control characters (C0, DEL, C1 — ANSI
-/// escapes among them), line and paragraph separators and bidirectional
-/// overrides are written as escapes (`\n`, `\t`, `\u{1b}`), so an event prints
-/// as exactly one line and cannot restyle the terminal.
-pub(crate) fn sanitize(s: &str) -> Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}'
-            )
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    }
-    if !s.chars().any(unsafe_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if unsafe_char(c) => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(message: &str) -> Event {
-        serde_json::from_value(json!({
-            "offset": 42, "id": "evt_1", "stream_id": "scores", "type": "goal", "class": "animated",
-            "source": "game", "message": message, "data": {"team": "a"},
-            "metadata": {"priority": "normal"}, "timestamp": 1642598400,
-            "time": "2022-01-19T13:20:00.123Z"
-        }))
-        .unwrap()
-    }
-
     #[test]
-    fn pretty_line_is_readable() {
-        let line = format_pretty(&event("Goal!"), false);
-        assert_eq!(
-            line,
-            r#"13:20:00.123 #42 scores animated goal  Goal!  {"team":"a"}"#
-        );
-        let coloured = format_pretty(&event("Goal!"), true);
-        assert!(coloured.contains("\x1b[35manimated"), "{coloured:?}");
-    }
-
-    #[test]
-    fn hostile_text_prints_as_one_safe_line() {
-        let line = format_pretty(
-            &event("\x1b[2J\x1b[31mred\nforged line\r\u{9b}31m\u{202e}txt"),
-            false,
-        );
-        assert!(
-            !line.contains('\x1b') && !line.contains('\n') && !line.contains('\r'),
-            "{line:?}"
-        );
-        assert!(
-            !line.contains('\u{9b}') && !line.contains('\u{202e}'),
-            "{line:?}"
-        );
-        assert!(
-            line.contains(r"\u{1b}[2J\u{1b}[31mred\nforged line\r\u{9b}31m\u{202e}txt"),
-            "{line}"
-        );
-        // Data is JSON-escaped already, but DEL and C1 pass through serde_json.
-        let mut e = event("");
-        e.data = json!({"x": "a\u{7f}\u{85}b"});
-        let line = format_pretty(&e, false);
-        assert!(line.ends_with(r#"{"x":"a\u{7f}\u{85}b"}"#), "{line}");
-        assert_eq!(sanitize("plain ünïcödé"), Cow::Borrowed("plain ünïcödé"));
-    }
-
-    #[test]
-    fn event_frames_are_sliced_without_parsing() {
-        let frame = wire::event_broadcast_frame(br#"{"offset":1,"id":"x"}"#);
-        let frame = String::from_utf8(frame).unwrap();
-        assert_eq!(event_slice(&frame), Some(r#"{"offset":1,"id":"x"}"#));
-        assert_eq!(event_slice(r#"{"type":"PONG","timestamp":1}"#), None);
-    }
-
-    #[test]
-    fn urls_and_subscribe_frames() {
-        assert_eq!(
-            ws_url("http://127.0.0.1:8080/").unwrap(),
-            "ws://127.0.0.1:8080/api/v1/ws"
-        );
-        assert_eq!(
-            ws_url("https://bus.example/sb").unwrap(),
-            "wss://bus.example/sb/api/v1/ws"
-        );
-        assert!(ws_url("ftp://x").is_err());
-        let req = ws_request("http://127.0.0.1:1", Some("t0k")).unwrap();
-        assert_eq!(req.headers()[AUTHORIZATION], "Bearer t0k");
-
+    fn subscribe_frames() {
         let args = TailArgs {
             url: DEFAULT_URL.into(),
             token: None,
