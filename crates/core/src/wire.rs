@@ -33,6 +33,8 @@ pub mod codes {
 pub mod close {
     /// The server is shutting down (RFC 6455 "going away").
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame was larger than the server accepts (RFC 6455 "message too big").
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The consumer fell behind retention: events it needs are gone.
     pub const BEHIND_RETENTION: u16 = 4008;
 }

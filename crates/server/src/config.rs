@@ -165,13 +165,19 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut merged = parse(DEFAULT_TOML, "the built-in defaults")?;
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
             merge(&mut merged, parse(&text, &path.display().to_string())?);
         }
         for (key, value) in env {
-            let Some(rest) = key.strip_prefix("STREAMBUS_") else { continue };
-            let Some((section, field)) = rest.split_once("__") else { continue };
+            let Some(rest) = key.strip_prefix("STREAMBUS_") else {
+                continue;
+            };
+            let Some((section, field)) = rest.split_once("__") else {
+                continue;
+            };
             let (section, field) = (section.to_ascii_lowercase(), field.to_ascii_lowercase());
             let parsed = parse(&format!("v = {value}"), &key)
                 .ok()
@@ -183,9 +189,13 @@ impl Config {
             patch.insert(section, toml::Value::Table(inner));
             merge(&mut merged, patch);
         }
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Invalid { origin: "configuration".into(), message: e.to_string() })?;
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    origin: "configuration".into(),
+                    message: e.to_string(),
+                })?;
         config.validate()?;
         Ok(config)
     }
@@ -195,17 +205,32 @@ impl Config {
     /// # Errors
     /// The first bad value.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |message: &str| Err(ConfigError::Invalid { origin: "configuration".into(), message: message.into() });
+        let bad = |message: &str| {
+            Err(ConfigError::Invalid {
+                origin: "configuration".into(),
+                message: message.into(),
+            })
+        };
         let l = &self.limits;
         if l.max_event_bytes == 0 || l.max_body_bytes < l.max_event_bytes {
-            return bad("limits.max_body_bytes must be at least limits.max_event_bytes, which must be positive");
+            return bad(
+                "limits.max_body_bytes must be at least limits.max_event_bytes, which must be positive",
+            );
         }
         if l.max_batch == 0 || l.max_inflight_publishes == 0 || l.max_frame_bytes == 0 {
-            return bad("limits.max_batch, max_inflight_publishes and max_frame_bytes must be positive");
+            return bad(
+                "limits.max_batch, max_inflight_publishes and max_frame_bytes must be positive",
+            );
         }
         let d = &self.delivery;
-        if d.hub_capacity < 16 || d.write_batch == 0 || d.catchup_page == 0 || d.ws_read_buffer < 256 {
-            return bad("delivery.hub_capacity must be at least 16, ws_read_buffer at least 256; write_batch and catchup_page positive");
+        if d.hub_capacity < 16
+            || d.write_batch == 0
+            || d.catchup_page == 0
+            || d.ws_read_buffer < 256
+        {
+            return bad(
+                "delivery.hub_capacity must be at least 16, ws_read_buffer at least 256; write_batch and catchup_page positive",
+            );
         }
         if self.storage.batch_max == 0 || self.server.heartbeat_secs == 0 {
             return bad("storage.batch_max and server.heartbeat_secs must be positive");
@@ -225,7 +250,10 @@ impl Config {
 
 fn parse(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
-        .map_err(|e| ConfigError::Invalid { origin: origin.into(), message: e.to_string() })
+        .map_err(|e| ConfigError::Invalid {
+            origin: origin.into(),
+            message: e.to_string(),
+        })
 }
 
 /// Deep-merges `over` into `base`: tables merge, other values replace.
@@ -256,9 +284,16 @@ mod tests {
     fn file_then_env_override() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9000\"\ndemo = true\n").unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"127.0.0.1:9000\"\ndemo = true\n",
+        )
+        .unwrap();
         let env = [
-            ("STREAMBUS_SERVER__LISTEN".to_owned(), "127.0.0.1:9100".to_owned()),
+            (
+                "STREAMBUS_SERVER__LISTEN".to_owned(),
+                "127.0.0.1:9100".to_owned(),
+            ),
             ("STREAMBUS_LIMITS__MAX_BATCH".to_owned(), "10".to_owned()),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
@@ -274,7 +309,10 @@ mod tests {
         assert!(Config::load_with_env(None, env).is_err());
         let env = [("STREAMBUS_SERVER__BOGUS".to_owned(), "1".to_owned())];
         assert!(Config::load_with_env(None, env).is_err());
-        let env = [("STREAMBUS_STORAGE__SYNCHRONOUS".to_owned(), "sometimes".to_owned())];
+        let env = [(
+            "STREAMBUS_STORAGE__SYNCHRONOUS".to_owned(),
+            "sometimes".to_owned(),
+        )];
         assert!(Config::load_with_env(None, env).is_err());
     }
 }

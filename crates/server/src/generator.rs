@@ -3,9 +3,9 @@
 //! path, started, stopped, paused and resumed over the API.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -48,11 +48,23 @@ impl Generators {
     pub fn start(&self, state: &AppState, tenant: &str, stream: &str) {
         let paused = Arc::new(AtomicBool::new(false));
         let cancel = state.shutdown.child_token();
-        let handle = Handle { paused: Arc::clone(&paused), cancel: cancel.clone() };
-        if let Some(old) = self.lock().insert((tenant.to_owned(), stream.to_owned()), handle) {
+        let handle = Handle {
+            paused: Arc::clone(&paused),
+            cancel: cancel.clone(),
+        };
+        if let Some(old) = self
+            .lock()
+            .insert((tenant.to_owned(), stream.to_owned()), handle)
+        {
             old.cancel.cancel();
         }
-        let task = run(state.clone(), tenant.to_owned(), stream.to_owned(), paused, cancel);
+        let task = run(
+            state.clone(),
+            tenant.to_owned(),
+            stream.to_owned(),
+            paused,
+            cancel,
+        );
         state.tasks.spawn(task);
     }
 
@@ -81,14 +93,21 @@ impl Generators {
     /// The state of `stream`'s generator.
     pub fn state(&self, tenant: &str, stream: &str) -> GeneratorState {
         match self.lock().get(&(tenant.to_owned(), stream.to_owned())) {
-            Some(h) => GeneratorState { running: true, paused: h.paused.load(Ordering::Relaxed) },
+            Some(h) => GeneratorState {
+                running: true,
+                paused: h.paused.load(Ordering::Relaxed),
+            },
             None => GeneratorState::default(),
         }
     }
 
     /// Streams of `tenant` that have a generator.
     pub fn streams(&self, tenant: &str) -> Vec<String> {
-        self.lock().keys().filter(|(t, _)| t == tenant).map(|(_, s)| s.clone()).collect()
+        self.lock()
+            .keys()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, s)| s.clone())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Handle>> {
@@ -96,7 +115,13 @@ impl Generators {
     }
 }
 
-async fn run(state: AppState, tenant: String, stream: String, paused: Arc<AtomicBool>, cancel: CancellationToken) {
+async fn run(
+    state: AppState,
+    tenant: String,
+    stream: String,
+    paused: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
     let mut rng = XorShift::seeded(&stream);
     let started = json!({"type": "stream_started", "message": format!("Stream '{stream}' started"),
         "data": {"stream_id": stream}});
@@ -115,7 +140,11 @@ async fn run(state: AppState, tenant: String, stream: String, paused: Arc<Atomic
 }
 
 async fn emit(state: &AppState, tenant: &str, stream: &str, body: Value) {
-    let ctx = PublishContext { stream: Some(stream), source: Some("generator"), correlation_id: None };
+    let ctx = PublishContext {
+        stream: Some(stream),
+        source: Some("generator"),
+        correlation_id: None,
+    };
     match event_from_json(body, &ctx) {
         Ok(event) => {
             if let Err(e) = publish_one(state, tenant, event).await {
@@ -142,8 +171,13 @@ fn sample(stream: &str, rng: &mut XorShift) -> Value {
                 "data": {"disk_free_percent": 5 + rng.below(10), "threshold": 15}}),
         },
         "user-activity" => {
-            let action = ["login", "logout", "profile_update", "permission_change", "content_post"]
-                [rng.below(5) as usize];
+            let action = [
+                "login",
+                "logout",
+                "profile_update",
+                "permission_change",
+                "content_post",
+            ][rng.below(5) as usize];
             json!({"type": "user_action", "message": format!("User {action}"),
                 "data": {"user_id": user, "action": action}})
         }
@@ -158,7 +192,9 @@ fn sample(stream: &str, rng: &mut XorShift) -> Value {
         _ => match rng.below(3) {
             0 => json!({"type": "user_action", "message": "User logged in",
                 "data": {"user_id": user, "action": "login"}}),
-            1 => json!({"type": "notification", "message": "Welcome back!", "data": {"user_id": user}}),
+            1 => {
+                json!({"type": "notification", "message": "Welcome back!", "data": {"user_id": user}})
+            }
             _ => json!({"type": "data_update", "message": "Record updated",
                 "data": {"table": "orders", "row_id": rng.below(100_000)}}),
         },
@@ -194,7 +230,10 @@ mod tests {
         let mut rng = XorShift::seeded("t");
         for stream in DEMO_STREAMS.iter().chain(&["custom"]) {
             for _ in 0..20 {
-                let ctx = PublishContext { stream: Some(stream), ..Default::default() };
+                let ctx = PublishContext {
+                    stream: Some(stream),
+                    ..Default::default()
+                };
                 event_from_json(sample(stream, &mut rng), &ctx).expect("valid sample");
             }
         }

@@ -8,21 +8,27 @@
 //! behind it gets `Lagged` and catches up from storage (see
 //! [`crate::subscription`]).
 //!
-//! Paused streams are held here: their records are not put in the ring, and on
-//! resume the hub reads the held range back from the log and releases it, in
-//! order, before any newer record of that stream.
+//! Paused streams are held here: their records are not put in the ring. On
+//! resume the hub puts a [`HubItem::Release`] marker in the ring and keeps it in
+//! a short log of recent releases; each subscription then reads the held range
+//! from storage itself. Held events have offsets below what a connection has
+//! already seen of other streams, so they cannot simply be re-sent through the
+//! ring: a connection that lagged during the release would skip them when it
+//! catches up from its cursor. The release log lets it find them again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use streambus_core::log::{EventLog, LogError};
-use streambus_core::store::EventQuery;
 use streambus_core::{Record, wire};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+
+/// Releases remembered per tenant for connections that lagged past a marker.
+const RELEASE_LOG: usize = 256;
 
 /// One committed event on its way to connections.
 #[derive(Debug)]
@@ -36,7 +42,11 @@ pub struct Delivery {
 impl Delivery {
     /// Wraps a record; frames are built on first use.
     pub fn new(record: Arc<Record>) -> Self {
-        Self { record, sse: OnceLock::new(), ws: OnceLock::new() }
+        Self {
+            record,
+            sse: OnceLock::new(),
+            ws: OnceLock::new(),
+        }
     }
 
     /// The offset.
@@ -78,6 +88,20 @@ pub enum HubItem {
     Event(Arc<Delivery>),
     /// The hub itself skipped records: every connection catches up from storage.
     Resync,
+    /// A paused stream resumed: what it held after `after` is to be read from
+    /// storage by every connection watching it.
+    Release(Arc<Release>),
+}
+
+/// One resume of a paused stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// The stream.
+    pub stream: String,
+    /// Its last offset delivered before the pause.
+    pub after: u64,
+    /// Position in the tenant's release log.
+    pub generation: u64,
 }
 
 /// Client counts and pause state, per tenant.
@@ -90,29 +114,23 @@ struct TenantLive {
     paused: HashMap<String, u64>,
     /// Stream → last offset delivered live.
     last: HashMap<String, u64>,
-}
-
-enum Command {
-    Resume { tenant: String, stream: String, done: oneshot::Sender<()> },
+    /// Releases so far; the newest [`RELEASE_LOG`] are kept.
+    generation: u64,
+    releases: VecDeque<Arc<Release>>,
 }
 
 /// The fan-out hub. Cheap to share behind an `Arc`.
 pub struct Hub {
     capacity: usize,
     tenants: Mutex<HashMap<String, TenantLive>>,
-    commands: mpsc::UnboundedSender<Command>,
-    command_rx: Mutex<Option<mpsc::UnboundedReceiver<Command>>>,
 }
 
 impl Hub {
     /// A hub whose rings hold `capacity` events per tenant.
     pub fn new(capacity: usize) -> Self {
-        let (commands, rx) = mpsc::unbounded_channel();
         Self {
             capacity,
             tenants: Mutex::new(HashMap::new()),
-            commands,
-            command_rx: Mutex::new(Some(rx)),
         }
     }
 
@@ -125,7 +143,9 @@ impl Hub {
     pub fn subscribe(&self, tenant: &str) -> broadcast::Receiver<HubItem> {
         let capacity = self.capacity;
         self.with_tenant(tenant, |t| {
-            t.ring.get_or_insert_with(|| broadcast::channel(capacity).0).subscribe()
+            t.ring
+                .get_or_insert_with(|| broadcast::channel(capacity).0)
+                .subscribe()
         })
     }
 
@@ -136,7 +156,11 @@ impl Hub {
                 *t.clients.entry(s.clone()).or_default() += 1;
             }
         });
-        ClientGuard { hub: Arc::clone(self), tenant: tenant.to_owned(), streams }
+        ClientGuard {
+            hub: Arc::clone(self),
+            tenant: tenant.to_owned(),
+            streams,
+        }
     }
 
     /// Connections per stream (glob subscriptions under `*`).
@@ -165,18 +189,53 @@ impl Hub {
         });
     }
 
-    /// Releases what was held for `stream`, in order, then delivers it live.
-    /// Returns when the held events are in the ring.
-    pub async fn resume(&self, tenant: &str, stream: &str) {
-        let paused = self.with_tenant(tenant, |t| t.paused.contains_key(stream));
-        if !paused {
-            return;
-        }
-        let (done, wait) = oneshot::channel();
-        let cmd = Command::Resume { tenant: tenant.to_owned(), stream: stream.to_owned(), done };
-        if self.commands.send(cmd).is_ok() {
-            let _ = wait.await;
-        }
+    /// Ends the hold on `stream`: connections read what it held from storage
+    /// (announced by a [`HubItem::Release`]), then receive it live again.
+    pub fn resume(&self, tenant: &str, stream: &str) {
+        self.with_tenant(tenant, |t| {
+            let Some(after) = t.paused.remove(stream) else {
+                return;
+            };
+            t.generation += 1;
+            let release = Arc::new(Release {
+                stream: stream.to_owned(),
+                after,
+                generation: t.generation,
+            });
+            if t.releases.len() == RELEASE_LOG {
+                t.releases.pop_front();
+            }
+            t.releases.push_back(Arc::clone(&release));
+            if let Some(ring) = &t.ring {
+                let _ = ring.send(HubItem::Release(release));
+            }
+            debug!(tenant, stream, after, "stream released");
+        });
+    }
+
+    /// The tenant's release generation now.
+    pub fn release_generation(&self, tenant: &str) -> u64 {
+        self.with_tenant(tenant, |t| t.generation)
+    }
+
+    /// Releases after `generation`, or `None` when some were already forgotten.
+    pub fn releases_since(&self, tenant: &str, generation: u64) -> Option<Vec<Arc<Release>>> {
+        self.with_tenant(tenant, |t| {
+            let oldest_kept = t
+                .releases
+                .front()
+                .map_or(t.generation + 1, |r| r.generation);
+            if generation + 1 < oldest_kept && generation < t.generation {
+                return None;
+            }
+            Some(
+                t.releases
+                    .iter()
+                    .filter(|r| r.generation > generation)
+                    .cloned()
+                    .collect(),
+            )
+        })
     }
 
     fn publish(&self, record: Arc<Record>) {
@@ -185,7 +244,8 @@ impl Hub {
         if t.paused.contains_key(&record.event.stream_id) {
             return;
         }
-        t.last.insert(record.event.stream_id.clone(), record.offset());
+        t.last
+            .insert(record.event.stream_id.clone(), record.offset());
         if let Some(ring) = &t.ring {
             // No receiver is fine: nobody is watching this tenant.
             let _ = ring.send(HubItem::Event(Arc::new(Delivery::new(record))));
@@ -203,21 +263,11 @@ impl Hub {
 
     /// Tails `log` until `shutdown`, feeding every tenant's ring.
     pub async fn run(self: Arc<Self>, log: Arc<dyn EventLog>, shutdown: CancellationToken) {
-        let Some(mut commands) = self.command_rx.lock().expect("hub lock poisoned").take() else {
-            warn!("hub already running");
-            return;
-        };
         let mut tail = log.tail();
         info!("hub started");
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(cmd) = commands.recv() => match cmd {
-                    Command::Resume { tenant, stream, done } => {
-                        self.release(log.as_ref(), &tenant, &stream).await;
-                        let _ = done.send(());
-                    }
-                },
                 next = tail.next() => match next {
                     Ok(record) => self.publish(record),
                     Err(LogError::Lagged { after }) => {
@@ -235,48 +285,6 @@ impl Hub {
             }
         }
         info!("hub stopped");
-    }
-
-    /// Reads the held range of a paused stream from the log into the ring, then
-    /// unpauses it. Runs inside the hub task, so no newer record of the stream
-    /// can overtake the held ones; records read here that the tail also yields
-    /// later are dropped by each connection's per-stream cursor.
-    async fn release(&self, log: &dyn EventLog, tenant: &str, stream: &str) {
-        let Some(mut after) = self.with_tenant(tenant, |t| t.paused.get(stream).copied()) else {
-            return;
-        };
-        loop {
-            let query = EventQuery {
-                streams: Some(vec![stream.to_owned()]),
-                cursor: Some(after),
-                limit: 1000,
-                ..Default::default()
-            };
-            match log.read(tenant, &query).await {
-                Ok(page) => {
-                    let ring = self.with_tenant(tenant, |t| t.ring.clone());
-                    for r in &page.records {
-                        after = r.offset();
-                        if let Some(ring) = &ring {
-                            let _ = ring.send(HubItem::Event(Arc::new(Delivery::new(Arc::clone(r)))));
-                        }
-                    }
-                    if page.next_cursor.is_none() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    warn!(error = %e, tenant, stream, "cannot read held events; connections resync");
-                    self.resync_all();
-                    break;
-                }
-            }
-        }
-        debug!(tenant, stream, after, "stream released");
-        self.with_tenant(tenant, |t| {
-            t.paused.remove(stream);
-            t.last.insert(stream.to_owned(), after);
-        });
     }
 }
 

@@ -59,14 +59,18 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
     opts.synchronous_full = config.storage.synchronous == config::Synchronous::Full;
     opts.batch_max = config.storage.batch_max;
     let dir = config.server.data_dir.display().to_string();
-    let store = SqliteStore::open(opts).await.map_err(|source| ServeError::Store { dir, source })?;
+    let store = SqliteStore::open(opts)
+        .await
+        .map_err(|source| ServeError::Store { dir, source })?;
     let store: Arc<dyn EventStore> = Arc::new(store);
     let log = Arc::new(LocalLog::new(Arc::clone(&store)));
     let state = AppState::new(config, store, log);
     match state.store.list_streams(DEFAULT_TENANT).await {
         Ok(streams) => {
             for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
-                state.hub.restore_paused(DEFAULT_TENANT, &s.name, s.last_offset);
+                state
+                    .hub
+                    .restore_paused(DEFAULT_TENANT, &s.name, s.last_offset);
             }
         }
         Err(e) => warn!(error = %e, "cannot read stream states"),
@@ -85,7 +89,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let hub_task = tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
+    let hub_task =
+        tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
     state.tasks.spawn(retention(state.clone()));
     if state.config.server.demo {
         for stream in generator::DEMO_STREAMS {
@@ -108,7 +113,10 @@ pub async fn serve(
     state.shutdown.cancel();
     state.tasks.close();
     let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
-    if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
+    if tokio::time::timeout(grace, state.tasks.wait())
+        .await
+        .is_err()
+    {
         warn!("connections still open after the grace period");
     }
     let _ = hub_task.await;

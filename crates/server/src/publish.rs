@@ -41,7 +41,10 @@ pub async fn publish_batch(
     tenant: &str,
     items: Vec<Result<NewEvent, ApiError>>,
 ) -> Result<Vec<ItemResult>, ApiError> {
-    let valid: Vec<NewEvent> = items.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+    let valid: Vec<NewEvent> = items
+        .iter()
+        .filter_map(|i| i.as_ref().ok().cloned())
+        .collect();
     let mut appended = if valid.is_empty() {
         Vec::new().into_iter()
     } else {
@@ -52,7 +55,9 @@ pub async fn publish_batch(
         .map(|item| match item {
             Ok(_) => match appended.next() {
                 Some(a) => ItemResult::Stored(a),
-                None => ItemResult::Rejected(ApiError::Internal("log returned fewer results than events".into())),
+                None => ItemResult::Rejected(ApiError::Internal(
+                    "log returned fewer results than events".into(),
+                )),
             },
             Err(e) => ItemResult::Rejected(e),
         })
@@ -63,9 +68,14 @@ pub async fn publish_batch(
 ///
 /// # Errors
 /// The log's failure.
-pub async fn publish_one(state: &AppState, tenant: &str, event: NewEvent) -> Result<Appended, ApiError> {
+pub async fn publish_one(
+    state: &AppState,
+    tenant: &str,
+    event: NewEvent,
+) -> Result<Appended, ApiError> {
     let mut out = state.log.append(tenant, vec![event]).await?;
-    out.pop().ok_or_else(|| ApiError::Internal("log returned no result".into()))
+    out.pop()
+        .ok_or_else(|| ApiError::Internal("log returned no result".into()))
 }
 
 /// The record of an append, for responses.

@@ -8,16 +8,21 @@
 //! fell behind the ring (`Lagged`): it reopens the receiver, reads storage
 //! from its cursor, and rejoins live. Only a consumer whose cursor is below
 //! what retention already removed is closed ([`SubError::BehindRetention`]).
+//!
+//! Held events of a paused stream are the one exception to offset order: on
+//! resume they arrive after events of other streams with higher offsets. They
+//! are read per stream ("owed" reads) when a [`HubItem::Release`] arrives, or,
+//! for a connection that lagged past the marker, from the hub's release log.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use streambus_core::Filter;
 use streambus_core::log::LogError;
 use streambus_core::store::{EventQuery, StoreError};
-use streambus_core::Filter;
 use tokio::sync::broadcast;
 
-use crate::hub::{ClientGuard, Delivery, HubItem};
+use crate::hub::{ClientGuard, Delivery, HubItem, Release};
 use crate::state::AppState;
 
 /// Storage pages a rewind may read before giving up on finding N matches.
@@ -77,6 +82,10 @@ pub struct Subscription {
     stream_cursors: HashMap<String, u64>,
     /// Reading storage after this offset before going live again.
     catchup: Option<u64>,
+    /// Streams whose held events are to be read, each after an offset.
+    owed: VecDeque<(String, u64)>,
+    /// The last release of the tenant this subscription has accounted for.
+    release_generation: u64,
     pending: VecDeque<Arc<Delivery>>,
     _guard: ClientGuard,
 }
@@ -93,6 +102,7 @@ impl Subscription {
         at: StartAt,
     ) -> Result<(Self, Started), SubError> {
         let rx = state.hub.subscribe(tenant);
+        let release_generation = state.hub.release_generation(tenant);
         let head = state.log.head().await?;
         let counted = filter
             .literal_streams()
@@ -107,10 +117,16 @@ impl Subscription {
             cursor: head,
             stream_cursors: HashMap::new(),
             catchup: None,
+            owed: VecDeque::new(),
+            release_generation,
             pending: VecDeque::new(),
             _guard: guard,
         };
-        let mut started = Started { head, recovered: true, earliest: None };
+        let mut started = Started {
+            head,
+            recovered: true,
+            earliest: None,
+        };
         if let Some(since) = at.since {
             let since = since.min(head);
             let pruned = sub.pruned_through().await?;
@@ -118,9 +134,11 @@ impl Subscription {
                 started.recovered = false;
                 started.earliest = Some(pruned + 1);
             }
-            sub.start = since;
-            sub.cursor = since;
-            sub.catchup = Some(since);
+            // Without recovery the client was told where history begins.
+            let from = since.max(pruned);
+            sub.start = from;
+            sub.cursor = from;
+            sub.catchup = Some(from);
         } else if let Some(n) = at.rewind.filter(|n| *n > 0) {
             sub.rewind(n, head).await?;
         }
@@ -167,7 +185,10 @@ impl Subscription {
         }
         let paused = self.state.hub.paused(&self.tenant);
         for r in found.into_iter().rev() {
-            if paused.get(&r.event.stream_id).is_some_and(|held| r.offset() > *held) {
+            if paused
+                .get(&r.event.stream_id)
+                .is_some_and(|held| r.offset() > *held)
+            {
                 continue;
             }
             self.set_stream_cursor(&r.event.stream_id, r.offset());
@@ -179,7 +200,7 @@ impl Subscription {
     /// Accepts a delivery if it matches and is new for its stream.
     fn accept(&mut self, d: &Delivery) -> bool {
         let event = &d.record.event;
-        let seen = self.stream_cursors.get(&event.stream_id).copied().unwrap_or(self.start);
+        let seen = self.stream_cursor(&event.stream_id);
         self.cursor = self.cursor.max(d.offset());
         if d.offset() <= seen || !self.filter.matches(event) {
             return false;
@@ -210,6 +231,10 @@ impl Subscription {
                 let n = self.pending.len().min(max);
                 return Ok(self.pending.drain(..n).collect());
             }
+            if let Some((stream, after)) = self.owed.front().cloned() {
+                self.owed_page(&stream, after).await?;
+                continue;
+            }
             if let Some(after) = self.catchup {
                 self.catch_up_page(after).await?;
                 continue;
@@ -223,6 +248,10 @@ impl Subscription {
                         if self.accept(&d) {
                             out.push(d);
                         }
+                    }
+                    Ok(HubItem::Release(r)) => {
+                        self.owe(&r);
+                        break;
                     }
                     Ok(HubItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         self.fall_back_to_storage().await?;
@@ -252,10 +281,84 @@ impl Subscription {
     async fn fall_back_to_storage(&mut self) -> Result<(), SubError> {
         let pruned = self.pruned_through().await?;
         if self.cursor < pruned {
-            return Err(SubError::BehindRetention { earliest: pruned + 1 });
+            return Err(SubError::BehindRetention {
+                earliest: pruned + 1,
+            });
         }
         self.rx = self.state.hub.subscribe(&self.tenant);
+        match self
+            .state
+            .hub
+            .releases_since(&self.tenant, self.release_generation)
+        {
+            Some(missed) => missed.iter().for_each(|r| self.owe(r)),
+            None => {
+                // Too many releases to replay one by one: re-read every stream
+                // this connection has seen from where it stood.
+                let behind: Vec<(String, u64)> = self
+                    .stream_cursors
+                    .iter()
+                    .filter(|(_, c)| **c < self.cursor)
+                    .map(|(s, c)| (s.clone(), *c))
+                    .collect();
+                self.owed.extend(behind);
+                self.release_generation = self.state.hub.release_generation(&self.tenant);
+            }
+        }
         self.catchup = Some(self.cursor);
+        Ok(())
+    }
+
+    /// Schedules the read of what `release` held, if this connection wants it.
+    fn owe(&mut self, release: &Release) {
+        self.release_generation = self.release_generation.max(release.generation);
+        if self.filter.matches_stream(&release.stream) {
+            let seen = self.stream_cursor(&release.stream);
+            self.owed
+                .push_back((release.stream.clone(), release.after.min(seen)));
+        }
+    }
+
+    fn stream_cursor(&self, stream: &str) -> u64 {
+        self.stream_cursors
+            .get(stream)
+            .copied()
+            .unwrap_or(self.start)
+    }
+
+    /// Reads one page of a released stream's held events.
+    async fn owed_page(&mut self, stream: &str, after: u64) -> Result<(), SubError> {
+        let query = EventQuery {
+            streams: Some(vec![stream.to_owned()]),
+            cursor: Some(after),
+            limit: self.state.config.delivery.catchup_page,
+            ..Default::default()
+        };
+        let page = self.state.log.read(&self.tenant, &query).await?;
+        let held = self.state.hub.paused(&self.tenant).get(stream).copied();
+        for r in page.records {
+            // Paused again meanwhile: the next release brings the rest.
+            if held.is_some_and(|h| r.offset() > h) {
+                break;
+            }
+            let d = Delivery::new(r);
+            let before = self.cursor;
+            if self.accept(&d) {
+                self.pending.push_back(Arc::new(d));
+            }
+            // An owed read must not move the catch-up cursor past other streams.
+            self.cursor = before;
+        }
+        match page.next_cursor {
+            Some(next) if held.is_none() => {
+                if let Some(front) = self.owed.front_mut() {
+                    front.1 = next;
+                }
+            }
+            _ => {
+                self.owed.pop_front();
+            }
+        }
         Ok(())
     }
 
@@ -267,12 +370,22 @@ impl Subscription {
             ..Default::default()
         };
         let page = self.state.log.read(&self.tenant, &query).await?;
+        // Checked after the read: pruning before it would show here.
+        let pruned = self.pruned_through().await?;
+        if after < pruned {
+            return Err(SubError::BehindRetention {
+                earliest: pruned + 1,
+            });
+        }
         let paused = self.state.hub.paused(&self.tenant);
         let mut last = after;
         for r in page.records {
             last = last.max(r.offset());
             // Held events arrive through the ring when their stream resumes.
-            if paused.get(&r.event.stream_id).is_some_and(|held| r.offset() > *held) {
+            if paused
+                .get(&r.event.stream_id)
+                .is_some_and(|held| r.offset() > *held)
+            {
                 continue;
             }
             let d = Delivery::new(r);

@@ -8,9 +8,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use streambus_core::ValidationError;
 use streambus_core::log::LogError;
 use streambus_core::store::StoreError;
-use streambus_core::ValidationError;
 use tracing::error;
 
 use crate::subscription::SubError;
@@ -55,7 +55,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 naming `field`.
     pub fn bad_field(field: &str, detail: impl Into<String>) -> Self {
-        Self::BadRequest { field: Some(field.to_owned()), detail: detail.into() }
+        Self::BadRequest {
+            field: Some(field.to_owned()),
+            detail: detail.into(),
+        }
     }
 
     /// The HTTP status.
@@ -94,7 +97,10 @@ impl ApiError {
             Self::Validation(v) if v.field.is_empty() => (v.reason.clone(), None),
             Self::Validation(v) => (format!("{}: {}", v.field, v.reason), Some(v.field.clone())),
             Self::BadRequest { field, detail } => (detail.clone(), field.clone()),
-            Self::Unavailable(_) => ("storage or broker is unreachable; retry shortly".into(), None),
+            Self::Unavailable(_) => (
+                "storage or broker is unreachable; retry shortly".into(),
+                None,
+            ),
             Self::Internal(_) => ("the server failed to handle the request".into(), None),
             other => (other.to_string(), None),
         };
@@ -120,10 +126,13 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = self.problem().to_string();
         let mut res = (status, body).into_response();
-        res.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         res
     }

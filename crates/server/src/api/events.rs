@@ -33,7 +33,10 @@ pub fn router() -> Router<AppState> {
 /// A JSON response from bytes already encoded.
 pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
     let mut res = (status, body.into()).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -44,11 +47,17 @@ enum BodyKind {
 }
 
 fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, ApiError> {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ctype.starts_with("application/x-ndjson") || ctype.starts_with("application/jsonl") {
         return Ok(BodyKind::Ndjson);
     }
-    if !(ctype.is_empty() || ctype.starts_with("application/json") || ctype.starts_with("text/plain")) {
+    if !(ctype.is_empty()
+        || ctype.starts_with("application/json")
+        || ctype.starts_with("text/plain"))
+    {
         return Err(ApiError::UnsupportedMediaType(format!(
             "content type `{ctype}` is not accepted; send application/json or application/x-ndjson"
         )));
@@ -56,7 +65,10 @@ fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, ApiError> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => Ok(BodyKind::Array),
         Some(b'{') => Ok(BodyKind::One),
-        None => Err(ApiError::BadRequest { field: None, detail: "request body is empty".into() }),
+        None => Err(ApiError::BadRequest {
+            field: None,
+            detail: "request body is empty".into(),
+        }),
         Some(_) => Err(ApiError::BadRequest {
             field: None,
             detail: "body must be a JSON object, a JSON array, or NDJSON".into(),
@@ -70,32 +82,52 @@ async fn publish_events(
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let correlation = correlation_id(&headers);
-    let ctx = PublishContext { correlation_id: correlation.as_deref(), ..Default::default() };
-    let items: Vec<(Result<serde_json::Value, ApiError>, usize)> = match body_kind(&headers, &body)? {
+    let ctx = PublishContext {
+        correlation_id: correlation.as_deref(),
+        ..Default::default()
+    };
+    let items: Vec<(Result<serde_json::Value, ApiError>, usize)> = match body_kind(&headers, &body)?
+    {
         BodyKind::One => {
             let value = json_body(&body)?;
             let event = validate_item(&state, value, body.len(), &ctx)?;
             let a = publish_one(&state, DEFAULT_TENANT, event).await?;
-            let status = if a.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+            let status = if a.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
             let mut res = json_response(status, stored_json(&a).to_vec());
-            if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/events/{}", a.record.event.id)) {
+            if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/events/{}", a.record.event.id))
+            {
                 res.headers_mut().insert(header::LOCATION, loc);
             }
             return Ok(res);
         }
         BodyKind::Array => {
-            let raw: Vec<&RawValue> = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
-                field: None,
-                detail: format!("body is not a valid JSON array: {e}"),
-            })?;
+            let raw: Vec<&RawValue> =
+                serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest {
+                    field: None,
+                    detail: format!("body is not a valid JSON array: {e}"),
+                })?;
             raw.into_iter()
-                .map(|r| (serde_json::from_str(r.get()).map_err(|e| bad_json(&e)), r.get().len()))
+                .map(|r| {
+                    (
+                        serde_json::from_str(r.get()).map_err(|e| bad_json(&e)),
+                        r.get().len(),
+                    )
+                })
                 .collect()
         }
         BodyKind::Ndjson => body
             .split(|b| *b == b'\n')
             .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|line| (serde_json::from_slice(line).map_err(|e| bad_json(&e)), line.len()))
+            .map(|line| {
+                (
+                    serde_json::from_slice(line).map_err(|e| bad_json(&e)),
+                    line.len(),
+                )
+            })
             .collect(),
     };
     if items.len() > state.limits.max_batch {
@@ -124,7 +156,8 @@ async fn publish_events(
                 out.push(b'}');
             }
             ItemResult::Rejected(e) => {
-                let item = serde_json::json!({"status": e.status().as_u16(), "problem": e.problem()});
+                let item =
+                    serde_json::json!({"status": e.status().as_u16(), "problem": e.problem()});
                 out.extend_from_slice(item.to_string().as_bytes());
             }
         }
@@ -134,7 +167,10 @@ async fn publish_events(
 }
 
 fn bad_json(e: &serde_json::Error) -> ApiError {
-    ApiError::BadRequest { field: None, detail: format!("item is not valid JSON: {e}") }
+    ApiError::BadRequest {
+        field: None,
+        detail: format!("item is not valid JSON: {e}"),
+    }
 }
 
 /// Query parameters of `GET /events` (seed 001 names accepted too).
@@ -159,16 +195,24 @@ pub struct ListParams {
 impl ListParams {
     fn into_query(self) -> Result<EventQuery, ApiError> {
         let stream = self.stream_id.or(self.stream).filter(|s| !s.is_empty());
-        if let Some(s) = &stream {
-            if !name::is_stream_name(s) {
-                return Err(ApiError::bad_field("stream_id", "must match [a-z0-9][a-z0-9._-]{0,127}"));
-            }
+        if stream.as_deref().is_some_and(|s| !name::is_stream_name(s)) {
+            return Err(ApiError::bad_field(
+                "stream_id",
+                "must match [a-z0-9][a-z0-9._-]{0,127}",
+            ));
         }
-        let event_type = self.event_type.or(self.event_type_alias).filter(|s| !s.is_empty());
-        if let Some(t) = &event_type {
-            if !name::is_event_type(t) {
-                return Err(ApiError::bad_field("type", "must match [A-Za-z0-9_.:-]{1,100}"));
-            }
+        let event_type = self
+            .event_type
+            .or(self.event_type_alias)
+            .filter(|s| !s.is_empty());
+        if event_type
+            .as_deref()
+            .is_some_and(|t| !name::is_event_type(t))
+        {
+            return Err(ApiError::bad_field(
+                "type",
+                "must match [A-Za-z0-9_.:-]{1,100}",
+            ));
         }
         let class = match self.class.as_deref() {
             None | Some("") => None,
@@ -179,9 +223,9 @@ impl ListParams {
         let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
             match v.as_deref() {
                 None | Some("") => Ok(None),
-                Some(s) => time::parse_time_ms(s)
-                    .map(Some)
-                    .ok_or_else(|| ApiError::bad_field(field, "must be Unix seconds or an RFC 3339 time")),
+                Some(s) => time::parse_time_ms(s).map(Some).ok_or_else(|| {
+                    ApiError::bad_field(field, "must be Unix seconds or an RFC 3339 time")
+                }),
             }
         };
         let limit = match self.limit.as_deref() {
@@ -190,11 +234,15 @@ impl ListParams {
                 .parse::<usize>()
                 .ok()
                 .filter(|l| (1..=MAX_PAGE).contains(l))
-                .ok_or_else(|| ApiError::bad_field("limit", format!("must be an integer from 1 to {MAX_PAGE}")))?,
+                .ok_or_else(|| {
+                    ApiError::bad_field("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
+                })?,
         };
         let cursor = match self.cursor.as_deref() {
             None | Some("") => None,
-            Some(c) => Some(c.parse::<u64>().map_err(|_| ApiError::bad_field("cursor", "is not a cursor this server issued"))?),
+            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                ApiError::bad_field("cursor", "is not a cursor this server issued")
+            })?),
         };
         let descending = match self.order.as_deref() {
             None | Some("") | Some("desc") => true,
@@ -238,9 +286,15 @@ async fn list_events(
     Ok(json_response(StatusCode::OK, out))
 }
 
-async fn get_event(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if !name::is_event_id(&id) {
-        return Err(ApiError::bad_field("id", "must match [A-Za-z0-9_.:-]{1,128}"));
+        return Err(ApiError::bad_field(
+            "id",
+            "must match [A-Za-z0-9_.:-]{1,128}",
+        ));
     }
     match state.store.get(DEFAULT_TENANT, &id).await? {
         Some(r) => Ok(json_response(StatusCode::OK, r.json.clone())),

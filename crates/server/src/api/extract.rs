@@ -19,8 +19,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| AppQuery(v))
-            .map_err(|e: QueryRejection| ApiError::BadRequest { field: None, detail: e.body_text() })
+            .map_err(|e: QueryRejection| {
+                let detail = e.body_text();
+                ApiError::BadRequest {
+                    field: unknown_field(&detail),
+                    detail,
+                }
+            })
     }
+}
+
+/// The parameter named by serde's "unknown field `x`" message, if any.
+fn unknown_field(detail: &str) -> Option<String> {
+    let rest = &detail[detail.find("unknown field `")? + "unknown field `".len()..];
+    Some(rest[..rest.find('`')?].to_owned())
 }
 
 /// The raw body; over the size limit it is a 413 problem.
@@ -30,13 +42,19 @@ impl<S: Send + Sync> FromRequest<S> for AppBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state).await.map(AppBody).map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge("request body exceeds limits.max_body_bytes".into())
-            } else {
-                ApiError::BadRequest { field: None, detail: e.body_text() }
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(AppBody)
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge("request body exceeds limits.max_body_bytes".into())
+                } else {
+                    ApiError::BadRequest {
+                        field: None,
+                        detail: e.body_text(),
+                    }
+                }
+            })
     }
 }
 
@@ -53,8 +71,13 @@ pub fn correlation_id(headers: &HeaderMap) -> Option<String> {
 /// Parses a JSON body into a value; a syntax error is a 400 problem.
 pub fn json_body(body: &[u8]) -> Result<serde_json::Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest { field: None, detail: "request body is empty".into() });
+        return Err(ApiError::BadRequest {
+            field: None,
+            detail: "request body is empty".into(),
+        });
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest { field: None, detail: format!("body is not valid JSON: {e}") })
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        field: None,
+        detail: format!("body is not valid JSON: {e}"),
+    })
 }

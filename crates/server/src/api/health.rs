@@ -13,7 +13,9 @@ use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Response {
@@ -33,7 +35,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let mut res = axum::Json(body).into_response();
     if !ready {
         *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
     }
     res
 }

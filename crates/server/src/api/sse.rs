@@ -49,7 +49,11 @@ pub struct SseParams {
 }
 
 fn csv(s: &Option<String>) -> impl Iterator<Item = &str> {
-    s.as_deref().unwrap_or("").split(',').map(str::trim).filter(|x| !x.is_empty())
+    s.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
 }
 
 async fn stream_events(
@@ -59,30 +63,48 @@ async fn stream_events(
     AppQuery(params): AppQuery<SseParams>,
 ) -> Result<Response, ApiError> {
     if !name::is_stream_name(&stream) {
-        return Err(ApiError::bad_field("stream_id", "must match [a-z0-9][a-z0-9._-]{0,127}"));
+        return Err(ApiError::bad_field(
+            "stream_id",
+            "must match [a-z0-9][a-z0-9._-]{0,127}",
+        ));
     }
     let _ = &params.token;
-    let mut filter = Filter { streams: vec![Glob::new(stream.clone())], ..Default::default() };
+    let mut filter = Filter {
+        streams: vec![Glob::new(stream.clone())],
+        ..Default::default()
+    };
     for t in csv(&params.types) {
-        if !t.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.:-*?".contains(&c)) {
-            return Err(ApiError::bad_field("types", format!("`{t}` is not a type or glob")));
+        if !t
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.:-*?".contains(&c))
+        {
+            return Err(ApiError::bad_field(
+                "types",
+                format!("`{t}` is not a type or glob"),
+            ));
         }
         filter.types.push(Glob::new(t));
     }
     for c in csv(&params.classes) {
         filter.classes.push(
-            EventClass::parse(c).ok_or_else(|| ApiError::bad_field("classes", format!("unknown class `{c}`")))?,
+            EventClass::parse(c)
+                .ok_or_else(|| ApiError::bad_field("classes", format!("unknown class `{c}`")))?,
         );
     }
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
-    let since = match (last_event_id, params.since.as_deref().filter(|s| !s.is_empty())) {
-        (Some(id), _) => Some(
-            offset_value(&serde_json::Value::from(id))
-                .ok_or_else(|| ApiError::bad_field("Last-Event-ID", "must be an offset this server sent"))?,
-        ),
-        (None, Some(s)) => {
-            Some(s.parse::<u64>().map_err(|_| ApiError::bad_field("since", "must be an offset (a non-negative integer)"))?)
-        }
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let since = match (
+        last_event_id,
+        params.since.as_deref().filter(|s| !s.is_empty()),
+    ) {
+        (Some(id), _) => Some(offset_value(&serde_json::Value::from(id)).ok_or_else(|| {
+            ApiError::bad_field("Last-Event-ID", "must be an offset this server sent")
+        })?),
+        (None, Some(s)) => Some(s.parse::<u64>().map_err(|_| {
+            ApiError::bad_field("since", "must be an offset (a non-negative integer)")
+        })?),
         (None, None) => None,
     };
     let rewind = match params.rewind.as_deref().filter(|s| !s.is_empty()) {
@@ -91,16 +113,25 @@ async fn stream_events(
             r.parse::<usize>()
                 .ok()
                 .filter(|n| *n <= MAX_REWIND)
-                .ok_or_else(|| ApiError::bad_field("rewind", format!("must be an integer from 0 to {MAX_REWIND}")))?,
+                .ok_or_else(|| {
+                    ApiError::bad_field(
+                        "rewind",
+                        format!("must be an integer from 0 to {MAX_REWIND}"),
+                    )
+                })?,
         ),
     };
-    let (sub, started) = Subscription::start(&state, DEFAULT_TENANT, filter, StartAt { since, rewind }).await?;
+    let (sub, started) =
+        Subscription::start(&state, DEFAULT_TENANT, filter, StartAt { since, rewind }).await?;
 
     let first = Bytes::from(format!(
         ": recovered={} offset={}{}\nretry: {RETRY_MS}\n\n",
         started.recovered,
         started.head,
-        started.earliest.map(|e| format!(" earliest={e}")).unwrap_or_default()
+        started
+            .earliest
+            .map(|e| format!(" earliest={e}"))
+            .unwrap_or_default()
     ));
     let heartbeat = Duration::from_secs(state.config.server.heartbeat_secs);
     let live = Live {
@@ -115,14 +146,29 @@ async fn stream_events(
 
     let mut res = (StatusCode::OK, Body::from_stream(body)).into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Cache-Control, Last-Event-ID"));
-    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("streambus-recovered"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Cache-Control, Last-Event-ID"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("streambus-recovered"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    h.insert("streambus-recovered", HeaderValue::from_static(if started.recovered { "true" } else { "false" }));
+    h.insert(
+        "streambus-recovered",
+        HeaderValue::from_static(if started.recovered { "true" } else { "false" }),
+    );
     Ok(res)
 }
 

@@ -44,7 +44,10 @@ async fn broadcast(
 ) -> Result<Response, ApiError> {
     let value = json_body(&body)?;
     let Value::Object(mut obj) = value else {
-        return Err(ApiError::BadRequest { field: None, detail: "body must be a JSON object".into() });
+        return Err(ApiError::BadRequest {
+            field: None,
+            detail: "body must be a JSON object".into(),
+        });
     };
     let target = match obj.remove("stream_id") {
         None | Some(Value::Null) => None,
@@ -56,7 +59,10 @@ async fn broadcast(
         Some(s) => vec![s.clone()],
         None => {
             if obj.contains_key("id") {
-                return Err(ApiError::bad_field("id", "cannot be given when broadcasting to every stream"));
+                return Err(ApiError::bad_field(
+                    "id",
+                    "cannot be given when broadcasting to every stream",
+                ));
             }
             known_streams(&state).await?
         }
@@ -77,14 +83,19 @@ async fn broadcast(
         .collect::<Vec<_>>();
     // One shared body: the first refusal is every item's refusal.
     if let Some(Err(_)) = items.first() {
-        return Err(items.into_iter().find_map(Result::err).expect("first item is an error"));
+        return Err(items
+            .into_iter()
+            .find_map(Result::err)
+            .expect("first item is an error"));
     }
     let results = publish_batch(&state, DEFAULT_TENANT, items).await?;
     let events: Vec<Value> = results
         .iter()
         .filter_map(|r| match r {
-            ItemResult::Stored(a) => Some(json!({"id": a.record.event.id, "offset": a.record.offset(),
-                "stream_id": a.record.event.stream_id, "duplicate": a.duplicate})),
+            ItemResult::Stored(a) => {
+                Some(json!({"id": a.record.event.id, "offset": a.record.offset(),
+                "stream_id": a.record.event.stream_id, "duplicate": a.duplicate}))
+            }
             ItemResult::Rejected(_) => None,
         })
         .collect();
@@ -97,10 +108,21 @@ async fn broadcast(
 
 /// Streams stored, with a generator, or with clients.
 async fn known_streams(state: &AppState) -> Result<Vec<String>, ApiError> {
-    let mut names: Vec<String> =
-        state.store.list_streams(DEFAULT_TENANT).await?.into_iter().map(|s| s.name).collect();
+    let mut names: Vec<String> = state
+        .store
+        .list_streams(DEFAULT_TENANT)
+        .await?
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     names.extend(state.generators.streams(DEFAULT_TENANT));
-    names.extend(state.hub.client_counts(DEFAULT_TENANT).into_keys().filter(|s| name::is_stream_name(s)));
+    names.extend(
+        state
+            .hub
+            .client_counts(DEFAULT_TENANT)
+            .into_keys()
+            .filter(|s| name::is_stream_name(s)),
+    );
     names.sort();
     names.dedup();
     if names.is_empty() {
@@ -138,31 +160,46 @@ async fn control(
     Path((stream, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     if !name::is_stream_name(&stream) {
-        return Err(ApiError::bad_field("stream_id", "must match [a-z0-9][a-z0-9._-]{0,127}"));
+        return Err(ApiError::bad_field(
+            "stream_id",
+            "must match [a-z0-9][a-z0-9._-]{0,127}",
+        ));
     }
     let t = DEFAULT_TENANT;
     let message = match action.as_str() {
         "start" => {
-            state.store.set_stream_state(t, &stream, StreamState::Active).await?;
-            state.hub.resume(t, &stream).await;
+            state
+                .store
+                .set_stream_state(t, &stream, StreamState::Active)
+                .await?;
+            state.hub.resume(t, &stream);
             state.generators.start(&state, t, &stream);
             format!("Stream '{stream}' started")
         }
         "stop" => {
             state.generators.stop(t, &stream);
-            state.store.set_stream_state(t, &stream, StreamState::Stopped).await?;
-            state.hub.resume(t, &stream).await;
+            state
+                .store
+                .set_stream_state(t, &stream, StreamState::Stopped)
+                .await?;
+            state.hub.resume(t, &stream);
             format!("Stream '{stream}' stopped and removed")
         }
         "pause" => {
-            state.store.set_stream_state(t, &stream, StreamState::Paused).await?;
+            state
+                .store
+                .set_stream_state(t, &stream, StreamState::Paused)
+                .await?;
             state.hub.pause(t, &stream);
             state.generators.set_paused(t, &stream, true);
             format!("Stream '{stream}' paused")
         }
         "resume" => {
-            state.store.set_stream_state(t, &stream, StreamState::Active).await?;
-            state.hub.resume(t, &stream).await;
+            state
+                .store
+                .set_stream_state(t, &stream, StreamState::Active)
+                .await?;
+            state.hub.resume(t, &stream);
             state.generators.set_paused(t, &stream, false);
             format!("Stream '{stream}' resumed")
         }

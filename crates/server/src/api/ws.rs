@@ -47,6 +47,7 @@ async fn connection(state: AppState, socket: WebSocket) {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let max_inflight = state.config.limits.max_inflight_publishes;
     let batch = state.config.delivery.write_batch;
+    let max_frame = state.config.limits.max_frame_bytes;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {
@@ -56,8 +57,8 @@ async fn connection(state: AppState, socket: WebSocket) {
             frame = frames.next(), if inflight.len() < max_inflight => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let outcome = handle_text(&state, &text, &mut sub, &mut inflight).await;
-                    if let Some(reply) = outcome {
-                        if send(&mut sink, reply).await.is_err() { break; }
+                    if let Some(reply) = outcome && send(&mut sink, reply).await.is_err() {
+                        break;
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
@@ -68,6 +69,12 @@ async fn connection(state: AppState, socket: WebSocket) {
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     debug!(error = %e, "websocket read failed");
+                    let text = e.to_string();
+                    if text.contains("too long") || text.contains("Space limit") {
+                        let reason = format!("frame exceeds limits.max_frame_bytes ({max_frame} bytes)");
+                        close_with(&mut sink, close::MESSAGE_TOO_BIG, &reason).await;
+                        drain(&mut frames).await;
+                    }
                     break;
                 }
             },
@@ -149,14 +156,21 @@ async fn handle_text(
             if let Err(e) = check_size(text.len(), &state.limits) {
                 return Some(error(codes::TOO_LARGE, &e.to_string(), reference));
             }
-            let ctx = PublishContext { source: Some("websocket"), ..Default::default() };
+            let ctx = PublishContext {
+                source: Some("websocket"),
+                ..Default::default()
+            };
             let event = match event_from_json(event, &ctx) {
                 Ok(e) => e,
                 Err(e) => {
                     return Some(ServerMessage::Error {
                         code: codes::INVALID.into(),
                         message: e.to_string(),
-                        field: Some(format!("event.{}", e.field).trim_end_matches('.').to_owned()),
+                        field: Some(
+                            format!("event.{}", e.field)
+                                .trim_end_matches('.')
+                                .to_owned(),
+                        ),
                         reference,
                     });
                 }
@@ -175,17 +189,28 @@ async fn handle_text(
             }));
             None
         }
-        ClientMessage::Ping { reference } => Some(ServerMessage::Pong { timestamp: time::now_ms(), reference }),
+        ClientMessage::Ping { reference } => Some(ServerMessage::Pong {
+            timestamp: time::now_ms(),
+            reference,
+        }),
         // Credentials are accepted and ignored until authentication is configured.
         ClientMessage::Auth { .. } => None,
-        ClientMessage::Unsupported(kind) => {
-            Some(error(codes::UNSUPPORTED, &format!("`{kind}` is not available on this server yet"), None))
-        }
+        ClientMessage::Unsupported(kind) => Some(error(
+            codes::UNSUPPORTED,
+            &format!("`{kind}` is not available on this server yet"),
+            None,
+        )),
     }
 }
 
-async fn subscribe(state: &AppState, req: Subscribe) -> Result<(Subscription, ServerMessage), ServerMessage> {
-    let at = StartAt { since: req.since, rewind: req.rewind };
+async fn subscribe(
+    state: &AppState,
+    req: Subscribe,
+) -> Result<(Subscription, ServerMessage), ServerMessage> {
+    let at = StartAt {
+        since: req.since,
+        rewind: req.rewind,
+    };
     match Subscription::start(state, DEFAULT_TENANT, req.filter, at).await {
         Ok((s, started)) => Ok((
             s,
@@ -200,25 +225,50 @@ async fn subscribe(state: &AppState, req: Subscribe) -> Result<(Subscription, Se
 }
 
 fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {
-    let code = if e.status().is_server_error() { codes::UNAVAILABLE } else { codes::INVALID };
+    let code = if e.status().is_server_error() {
+        codes::UNAVAILABLE
+    } else {
+        codes::INVALID
+    };
     let problem = e.problem();
     ServerMessage::Error {
         code: code.into(),
-        message: problem["detail"].as_str().unwrap_or("request failed").to_owned(),
+        message: problem["detail"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned(),
         field: problem["field"].as_str().map(str::to_owned),
         reference,
     }
 }
 
 fn error(code: &str, message: &str, reference: Option<String>) -> ServerMessage {
-    ServerMessage::Error { code: code.into(), message: message.into(), field: None, reference }
+    ServerMessage::Error {
+        code: code.into(),
+        message: message.into(),
+        field: None,
+        reference,
+    }
 }
 
 async fn send(sink: &mut Sink, msg: ServerMessage) -> Result<(), axum::Error> {
-    sink.send(Message::Text(Utf8Bytes::from(msg.to_text()))).await
+    sink.send(Message::Text(Utf8Bytes::from(msg.to_text())))
+        .await
+}
+
+/// Reads and discards what the client still sends, briefly, so that closing
+/// the socket does not reset the connection before the close frame is read.
+async fn drain(frames: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(_)) = frames.next().await {}
+    })
+    .await;
 }
 
 async fn close_with(sink: &mut Sink, code: u16, reason: &str) {
-    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason.to_owned()) };
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason.to_owned()),
+    };
     let _ = sink.send(Message::Close(Some(frame))).await;
 }

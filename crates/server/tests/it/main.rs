@@ -2,6 +2,7 @@
 
 mod util;
 
+mod health;
 mod history;
 mod pause;
 mod publish;
@@ -9,4 +10,5 @@ mod resume;
 mod seed004;
 mod slow;
 mod smoke;
+mod sse;
 mod ws;

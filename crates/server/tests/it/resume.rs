@@ -32,19 +32,30 @@ impl Resumed {
         match via {
             Via::WsSince => {
                 let mut ws = WsClient::connect(server).await;
-                let reply = ws.subscribe(json!({"streams": ["live"], "since": since})).await;
+                let reply = ws
+                    .subscribe(json!({"streams": ["live"], "since": since}))
+                    .await;
                 assert_eq!(reply["recovered"], true, "{reply}");
                 Self::Ws(ws)
             }
-            Via::SseLastEventId => Self::Sse(SseClient::connect(&url, Some(&since.to_string())).await),
-            Via::SseSinceQuery => Self::Sse(SseClient::connect(&format!("{url}?since={since}"), None).await),
+            Via::SseLastEventId => {
+                Self::Sse(SseClient::connect(&url, Some(&since.to_string())).await)
+            }
+            Via::SseSinceQuery => {
+                Self::Sse(SseClient::connect(&format!("{url}?since={since}"), None).await)
+            }
         }
     }
 
     async fn offsets(&mut self, n: usize) -> Vec<u64> {
         match self {
             Self::Ws(ws) => offsets(&ws.events(n).await),
-            Self::Sse(sse) => sse.take(n).await.iter().map(|m| m.json()["offset"].as_u64().unwrap()).collect(),
+            Self::Sse(sse) => sse
+                .take(n)
+                .await
+                .iter()
+                .map(|m| m.json()["offset"].as_u64().unwrap())
+                .collect(),
         }
     }
 
@@ -73,7 +84,9 @@ async fn resume_has_no_gap_or_duplicate(via: Via) {
         let server = Arc::clone(&server);
         tokio::spawn(async move {
             for i in 0..120 {
-                let e = server.publish(tick(if i % 10 == 9 { "elsewhere" } else { "live" }, i)).await;
+                let e = server
+                    .publish(tick(if i % 10 == 9 { "elsewhere" } else { "live" }, i))
+                    .await;
                 if e["stream_id"] == "live" {
                     let _ = tx.send(e["offset"].as_u64().unwrap());
                 }
@@ -97,11 +110,17 @@ async fn resume_has_no_gap_or_duplicate(via: Via) {
     let mut want: Vec<u64> = before[20..].to_vec();
     want.extend(racing);
     let got = resumed.offsets(want.len()).await;
-    assert_eq!(got, want, "{via:?}: exactly the events after {since}, each once, in order");
+    assert_eq!(
+        got, want,
+        "{via:?}: exactly the events after {since}, each once, in order"
+    );
     assert!(resumed.quiet().await, "{via:?}: nothing more");
     if let Resumed::Sse(sse) = &mut resumed {
         let first = sse.next_comment().await;
-        assert!(first.starts_with("recovered=true"), "first comment: {first}");
+        assert!(
+            first.starts_with("recovered=true"),
+            "first comment: {first}"
+        );
     }
 }
 
@@ -125,35 +144,60 @@ async fn sse_reconnect_like_event_source_continues_where_it_stopped() {
     let server = TestServer::start().await;
     let url = server.url("/api/v1/events/stream/default");
     let mut first = SseClient::connect(&url, None).await;
-    let stored = offsets(&server.publish_batch(&[tick("default", 0), tick("default", 1)]).await);
+    let stored = offsets(
+        &server
+            .publish_batch(&[tick("default", 0), tick("default", 1)])
+            .await,
+    );
     let seen = first.take(2).await;
     let last_id = seen[1].last_event_id.clone();
     drop(first);
-    let later = offsets(&server.publish_batch(&[tick("default", 2), tick("default", 3)]).await);
+    let later = offsets(
+        &server
+            .publish_batch(&[tick("default", 2), tick("default", 3)])
+            .await,
+    );
     // What a browser sends on reconnect: the last `id:` it saw.
     let mut again = SseClient::connect(&url, Some(&last_id)).await;
     assert_eq!(last_id, stored[1].to_string());
-    let got: Vec<u64> = again.take(2).await.iter().map(|m| m.json()["offset"].as_u64().unwrap()).collect();
+    let got: Vec<u64> = again
+        .take(2)
+        .await
+        .iter()
+        .map(|m| m.json()["offset"].as_u64().unwrap())
+        .collect();
     assert_eq!(got, later);
     assert!(again.quiet_for(QUIET).await);
 }
 
 #[tokio::test]
 async fn resume_across_a_restart_yields_exactly_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let server = TestServer::start().await;
+    let dir = server.dir.clone();
     let events: Vec<Value> = (0..10).map(|i| tick("live", i)).collect();
     let stored = offsets(&server.publish_batch(&events).await);
-    server.stop().await;
+    // Graceful stop; the returned guard keeps the data directory.
+    let _data = server.stop().await;
 
-    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let server = TestServer::start_in(&dir, |_| {}).await;
     let mut ws = WsClient::connect(&server).await;
-    let reply = ws.subscribe(json!({"streams": ["live"], "since": stored[4]})).await;
+    let reply = ws
+        .subscribe(json!({"streams": ["live"], "since": stored[4]}))
+        .await;
     assert_eq!(reply["recovered"], true);
     assert_eq!(reply["offset"], stored[9], "the head survives the restart");
-    let mut sse = SseClient::connect(&server.url("/api/v1/events/stream/live"), Some(&stored[4].to_string())).await;
+    let mut sse = SseClient::connect(
+        &server.url("/api/v1/events/stream/live"),
+        Some(&stored[4].to_string()),
+    )
+    .await;
     assert_eq!(offsets(&ws.events(5).await), stored[5..]);
-    let sse_got: Vec<u64> = sse.take(5).await.iter().map(|m| m.json()["offset"].as_u64().unwrap()).collect();
+    let sse_got: Vec<u64> = sse
+        .take(5)
+        .await
+        .iter()
+        .map(|m| m.json()["offset"].as_u64().unwrap())
+        .collect();
     assert_eq!(sse_got, stored[5..]);
 
     let next = server.publish(tick("live", 10)).await;
@@ -181,20 +225,36 @@ async fn resume_behind_retention_says_not_recovered() {
     assert_eq!(offsets(&kept), stored[15..], "retention keeps the newest");
 
     let mut ws = WsClient::connect(&server).await;
-    let reply = ws.subscribe(json!({"streams": ["live"], "since": stored[0]})).await;
+    let reply = ws
+        .subscribe(json!({"streams": ["live"], "since": stored[0]}))
+        .await;
     assert_eq!(reply["recovered"], false, "{reply}");
     assert_eq!(reply["earliest_offset"], stored[15], "{reply}");
-    assert_eq!(offsets(&ws.events(5).await), stored[15..], "then what is still there");
+    assert_eq!(
+        offsets(&ws.events(5).await),
+        stored[15..],
+        "then what is still there"
+    );
 
-    let mut sse = SseClient::connect(&server.url(&format!("/api/v1/events/stream/live?since={}", stored[0])), None).await;
+    let mut sse = SseClient::connect(
+        &server.url(&format!("/api/v1/events/stream/live?since={}", stored[0])),
+        None,
+    )
+    .await;
     assert_eq!(sse.status, 200);
     assert_eq!(sse.header("streambus-recovered"), "false");
     let comment = sse.next_comment().await;
     assert!(comment.starts_with("recovered=false"), "{comment}");
-    assert!(comment.contains(&format!("earliest={}", stored[15])), "{comment}");
+    assert!(
+        comment.contains(&format!("earliest={}", stored[15])),
+        "{comment}"
+    );
 
     // Resuming from inside what is kept is complete.
-    let reply = WsClient::connect(&server).await.subscribe(json!({"streams": ["live"], "since": stored[16]})).await;
+    let reply = WsClient::connect(&server)
+        .await
+        .subscribe(json!({"streams": ["live"], "since": stored[16]}))
+        .await;
     assert_eq!(reply["recovered"], true, "{reply}");
 }
 
@@ -209,26 +269,44 @@ async fn rewind_starts_with_the_last_n_then_live_events() {
     let all = offsets(&stored);
 
     let mut ws = WsClient::connect(&server).await;
-    ws.subscribe(json!({"streams": ["live"], "rewind": 3})).await;
+    ws.subscribe(json!({"streams": ["live"], "rewind": 3}))
+        .await;
     assert_eq!(offsets(&ws.events(3).await), all[7..]);
 
     let mut goals = WsClient::connect(&server).await;
-    goals.subscribe(json!({"streams": ["live"], "eventTypes": ["goal"], "rewind": 2})).await;
-    let goal_offsets: Vec<u64> = stored.iter().filter(|e| e["type"] == "goal").map(|e| e["offset"].as_u64().unwrap()).collect();
+    goals
+        .subscribe(json!({"streams": ["live"], "eventTypes": ["goal"], "rewind": 2}))
+        .await;
+    let goal_offsets: Vec<u64> = stored
+        .iter()
+        .filter(|e| e["type"] == "goal")
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
     assert_eq!(offsets(&goals.events(2).await), goal_offsets[3..]);
 
-    let mut sse = SseClient::connect(&server.url("/api/v1/events/stream/live?rewind=4"), None).await;
-    let got: Vec<u64> = sse.take(4).await.iter().map(|m| m.json()["offset"].as_u64().unwrap()).collect();
+    let mut sse =
+        SseClient::connect(&server.url("/api/v1/events/stream/live?rewind=4"), None).await;
+    let got: Vec<u64> = sse
+        .take(4)
+        .await
+        .iter()
+        .map(|m| m.json()["offset"].as_u64().unwrap())
+        .collect();
     assert_eq!(got, all[6..]);
 
-    let live = server.publish(json!({"type": "goal", "stream_id": "live"})).await["offset"].as_u64().unwrap();
+    let live = server
+        .publish(json!({"type": "goal", "stream_id": "live"}))
+        .await["offset"]
+        .as_u64()
+        .unwrap();
     assert_eq!(offsets(&ws.events(1).await), [live]);
     assert_eq!(offsets(&goals.events(1).await), [live]);
     assert_eq!(sse.next().await.json()["offset"], live);
     assert!(ws.quiet_for(QUIET).await);
 
     // More than there is: everything, then live.
-    let mut many = SseClient::connect(&server.url("/api/v1/events/stream/live?rewind=1000"), None).await;
+    let mut many =
+        SseClient::connect(&server.url("/api/v1/events/stream/live?rewind=1000"), None).await;
     assert_eq!(many.take(11).await.last().unwrap().json()["offset"], live);
     assert!(many.quiet_for(QUIET).await);
 }

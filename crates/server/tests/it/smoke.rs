@@ -9,7 +9,9 @@ async fn publish_then_sse_and_ws_deliver() {
     assert_eq!(sse.status, 200);
     let mut ws = WsClient::connect(&server).await;
     ws.subscribe(json!({"streams": ["default"]})).await;
-    let stored = server.publish(json!({"type": "user_action", "message": "hi", "data": {"a": 1}})).await;
+    let stored = server
+        .publish(json!({"type": "user_action", "message": "hi", "data": {"a": 1}}))
+        .await;
     let m = sse.next().await;
     assert_eq!(m.event, None);
     assert_eq!(m.json()["id"], stored["id"]);

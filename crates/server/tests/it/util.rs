@@ -49,7 +49,9 @@ impl TestServer {
         config.server.listen = "127.0.0.1:0".parse().expect("addr");
         config.server.shutdown_grace_secs = 2;
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind(config.server.listen).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let state = streambus_server::open(config).await.expect("open");
         let (stop, stopped) = oneshot::channel::<()>();
@@ -57,7 +59,9 @@ impl TestServer {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            streambus_server::serve(listener, state, shutdown).await.expect("serve");
+            streambus_server::serve(listener, state, shutdown)
+                .await
+                .expect("serve");
         });
         Self {
             addr,
@@ -86,13 +90,21 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(DEADLINE, task).await.expect("server stops in time").expect("server task");
+            tokio::time::timeout(DEADLINE, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task");
         }
     }
 
     /// Publishes one event over REST and returns the stored event.
     pub async fn publish(&self, event: Value) -> Value {
-        let res = http().post(self.url("/api/v1/events")).json(&event).send().await.expect("publish");
+        let res = http()
+            .post(self.url("/api/v1/events"))
+            .json(&event)
+            .send()
+            .await
+            .expect("publish");
         let status = res.status();
         let body: Value = res.json().await.expect("json");
         assert!(status.is_success(), "publish failed: {status} {body}");
@@ -106,11 +118,24 @@ impl TestServer {
 
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &Value) -> Resp {
-        Resp::from(http().post(self.url(path)).json(body).send().await.expect("POST")).await
+        Resp::from(
+            http()
+                .post(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("POST"),
+        )
+        .await
     }
 
     /// `POST path` with a raw body and an optional content type.
-    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Resp {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
         let mut req = http().post(self.url(path)).body(body);
         if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
@@ -121,7 +146,9 @@ impl TestServer {
     /// Publishes `events` as one JSON array and returns the stored events,
     /// asserting that every item was stored.
     pub async fn publish_batch(&self, events: &[Value]) -> Vec<Value> {
-        let r = self.post_json("/api/v1/events", &Value::from(events.to_vec())).await;
+        let r = self
+            .post_json("/api/v1/events", &Value::from(events.to_vec()))
+            .await;
         assert_eq!(r.status, 200, "batch publish: {}", r.text);
         r.body["results"]
             .as_array()
@@ -171,12 +198,20 @@ impl Resp {
         let headers = res.headers().clone();
         let text = res.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self { status, headers, text, body }
+        Self {
+            status,
+            headers,
+            text,
+            body,
+        }
     }
 
     /// A header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -184,12 +219,26 @@ impl Resp {
 /// members every problem has, and the offending field when one is named.
 pub fn assert_problem(r: &Resp, status: u16, field: Option<&str>) {
     assert_eq!(r.status, status, "status of {}", r.text);
-    assert_eq!(r.header("content-type"), "application/problem+json", "content type of {}", r.text);
+    assert_eq!(
+        r.header("content-type"),
+        "application/problem+json",
+        "content type of {}",
+        r.text
+    );
     let p = &r.body;
-    assert!(p["type"].as_str().is_some_and(|t| !t.is_empty()), "problem type: {p}");
-    assert!(p["title"].as_str().is_some_and(|t| !t.is_empty()), "problem title: {p}");
+    assert!(
+        p["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem type: {p}"
+    );
+    assert!(
+        p["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem title: {p}"
+    );
     assert_eq!(p["status"], status, "problem status: {p}");
-    assert!(p["detail"].as_str().is_some_and(|t| !t.is_empty()), "problem detail: {p}");
+    assert!(
+        p["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "problem detail: {p}"
+    );
     if let Some(f) = field {
         assert_eq!(p["field"], f, "problem field: {p}");
     }
@@ -197,13 +246,48 @@ pub fn assert_problem(r: &Resp, status: u16, field: Option<&str>) {
 
 /// The offsets of `events`, in order.
 pub fn offsets(events: &[Value]) -> Vec<u64> {
-    events.iter().map(|e| e["offset"].as_u64().expect("offset")).collect()
+    events
+        .iter()
+        .map(|e| e["offset"].as_u64().expect("offset"))
+        .collect()
+}
+
+/// Asserts that `got` is exactly `want` (each once, in order), reporting a
+/// difference concisely: lengths, the first divergence, what is missing and
+/// what is repeated.
+pub fn assert_same_offsets(got: &[u64], want: &[u64], what: &str) {
+    if got == want {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let have: std::collections::HashSet<u64> = got.iter().copied().collect();
+    let missing: Vec<u64> = want.iter().copied().filter(|o| !have.contains(o)).collect();
+    let repeated = got.len() - have.len();
+    panic!(
+        "{what}: got {} offsets, want {}; first difference at index {first} (got {:?}, want {:?}); \
+         {} missing (first: {:?}); {repeated} repeated",
+        got.len(),
+        want.len(),
+        got.get(first),
+        want.get(first),
+        missing.len(),
+        &missing[..missing.len().min(10)],
+    );
 }
 
 /// Asserts that `offsets` strictly increase.
 pub fn assert_increasing(offsets: &[u64]) {
     for w in offsets.windows(2) {
-        assert!(w[0] < w[1], "offsets not strictly increasing: {} then {} in {offsets:?}", w[0], w[1]);
+        assert!(
+            w[0] < w[1],
+            "offsets not strictly increasing: {} then {} in {offsets:?}",
+            w[0],
+            w[1]
+        );
     }
 }
 
@@ -217,7 +301,10 @@ impl Drop for TestServer {
 
 /// A shared HTTP client.
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(DEADLINE).build().expect("client")
+    reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .expect("client")
 }
 
 /// One dispatched SSE message, as `EventSource` would hand it to `onmessage`.
@@ -286,7 +373,13 @@ impl SseClient {
                 }
             }
         });
-        Self { status, headers, comments, messages, task }
+        Self {
+            status,
+            headers,
+            comments,
+            messages,
+            task,
+        }
     }
 
     /// The next message, failing the test after [`DEADLINE`].
@@ -308,7 +401,32 @@ impl SseClient {
 
     /// True if no message arrives within `wait`.
     pub async fn quiet_for(&mut self, wait: Duration) -> bool {
-        tokio::time::timeout(wait, self.messages.recv()).await.is_err()
+        tokio::time::timeout(wait, self.messages.recv())
+            .await
+            .is_err()
+    }
+
+    /// Waits until the server ends the stream, discarding what arrives;
+    /// false if it is still open after [`DEADLINE`].
+    pub async fn ended(&mut self) -> bool {
+        tokio::time::timeout(DEADLINE, async {
+            while self.messages.recv().await.is_some() {}
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Up to `n` messages' offsets (`id:` lines), stopping early when none
+    /// arrives for `idle` (for reporting what is missing instead of timing out).
+    pub async fn offsets_until_idle(&mut self, n: usize, idle: Duration) -> Vec<u64> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match tokio::time::timeout(idle, self.messages.recv()).await {
+                Ok(Some(m)) => out.push(m.last_event_id.parse().expect("numeric id")),
+                _ => break,
+            }
+        }
+        out
     }
 
     /// The next comment line, failing the test after [`DEADLINE`].
@@ -321,7 +439,10 @@ impl SseClient {
 
     /// A response header as text ("" when absent).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -396,12 +517,17 @@ pub struct WsClient {
 impl WsClient {
     pub async fn connect(server: &TestServer) -> Self {
         let url = format!("ws://{}/api/v1/ws", server.addr);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
         Self { ws }
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.expect("ws send");
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
     }
 
     /// A client whose socket has a tiny receive buffer, so that a client
@@ -418,11 +544,17 @@ impl WsClient {
     }
 
     pub async fn send_text(&mut self, t: &str) {
-        self.ws.send(Message::Text(t.to_owned().into())).await.expect("ws send");
+        self.ws
+            .send(Message::Text(t.to_owned().into()))
+            .await
+            .expect("ws send");
     }
 
     pub async fn send_binary(&mut self, b: &[u8]) {
-        self.ws.send(Message::Binary(b.to_vec().into())).await.expect("ws send");
+        self.ws
+            .send(Message::Binary(b.to_vec().into()))
+            .await
+            .expect("ws send");
     }
 
     /// True if no text message arrives within `wait`.
@@ -433,7 +565,8 @@ impl WsClient {
     /// Sends `PING` and asserts that the next message is its `PONG`: the
     /// connection still works.
     pub async fn assert_alive(&mut self) {
-        self.send(serde_json::json!({"type": "PING", "ref": "alive"})).await;
+        self.send(serde_json::json!({"type": "PING", "ref": "alive"}))
+            .await;
         let pong = self.recv().await;
         assert_eq!(pong["type"], "PONG", "expected PONG, got {pong}");
         assert_eq!(pong["ref"], "alive", "{pong}");
@@ -445,7 +578,10 @@ impl WsClient {
         self.send_text(frame).await;
         let e = self.expect("ERROR").await;
         assert_eq!(e["code"], code, "for {frame}: {e}");
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "for {frame}: {e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "for {frame}: {e}"
+        );
         e
     }
 
@@ -480,6 +616,19 @@ impl WsClient {
         self.expect("SUBSCRIBED").await
     }
 
+    /// Up to `n` events' offsets, stopping early when none arrives for
+    /// `idle` (for reporting what is missing instead of timing out).
+    pub async fn offsets_until_idle(&mut self, n: usize, idle: Duration) -> Vec<u64> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match tokio::time::timeout(idle, self.expect("EVENT_BROADCAST")).await {
+                Ok(v) => out.push(v["event"]["offset"].as_u64().expect("offset")),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
     /// The next `n` events.
     pub async fn events(&mut self, n: usize) -> Vec<Value> {
         let mut out = Vec::with_capacity(n);
@@ -509,14 +658,22 @@ where
 
 /// Unix seconds, now.
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64
 }
 
 /// Asserts that `v` is an integer Unix-seconds timestamp close to now (not
 /// milliseconds, not a string).
 pub fn assert_unix_seconds_now(v: &Value) {
-    let ts = v.as_i64().unwrap_or_else(|| panic!("timestamp must be an integer, got {v}"));
-    assert!((ts - now_secs()).abs() < 120, "timestamp {ts} is not Unix seconds near now");
+    let ts = v
+        .as_i64()
+        .unwrap_or_else(|| panic!("timestamp must be an integer, got {v}"));
+    assert!(
+        (ts - now_secs()).abs() < 120,
+        "timestamp {ts} is not Unix seconds near now"
+    );
 }
 
 /// Asserts `s` is RFC 3339 UTC with exactly three fraction digits:
@@ -526,7 +683,11 @@ pub fn assert_rfc3339_ms(s: &str) {
     let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
     assert_eq!(b.len(), shape.len(), "not RFC 3339 with ms: {s}");
     for (c, want) in b.iter().zip(shape) {
-        let ok = if *want == b'd' { c.is_ascii_digit() } else { c == want };
+        let ok = if *want == b'd' {
+            c.is_ascii_digit()
+        } else {
+            c == want
+        };
         assert!(ok, "not RFC 3339 with ms: {s}");
     }
 }
