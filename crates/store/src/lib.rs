@@ -22,9 +22,9 @@ use streambus_core::StoreError;
 /// pool is `Closed`, everything else is `Unavailable` (retry later, 503).
 pub(crate) fn sql_error(e: sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         sqlx::Error::PoolClosed => StoreError::Closed,
         e => StoreError::Unavailable(Box::new(e)),
     }

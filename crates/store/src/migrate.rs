@@ -68,7 +68,10 @@ where
     i64: for<'r> Decode<'r, DB> + Type<DB>,
     usize: sqlx::ColumnIndex<DB::Row>,
 {
-    sqlx::raw_sql(set.ledger_ddl).execute(&mut *conn).await.map_err(sql_error)?;
+    sqlx::raw_sql(set.ledger_ddl)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql_error)?;
     let rows = sqlx::raw_sql("SELECT version FROM schema_migrations")
         .fetch_all(&mut *conn)
         .await
@@ -80,17 +83,31 @@ where
         .map_err(sql_error)?;
 
     let mut done = Vec::new();
-    for m in set.migrations.iter().filter(|m| !applied.contains(&m.version)) {
+    for m in set
+        .migrations
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+    {
         let mut tx = conn.begin().await.map_err(sql_error)?;
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(sql_error)?;
+        sqlx::raw_sql(m.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
         let ledger = format!(
             "INSERT INTO schema_migrations (version, applied_ms) VALUES ({}, {})",
             m.version,
             streambus_core::time::now_ms()
         );
-        sqlx::raw_sql(AssertSqlSafe(ledger)).execute(&mut *tx).await.map_err(sql_error)?;
+        sqlx::raw_sql(AssertSqlSafe(ledger))
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_error)?;
         tx.commit().await.map_err(sql_error)?;
-        info!(version = m.version, name = m.name, "applied schema migration");
+        info!(
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
         done.push(m.version);
     }
     Ok(done)

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row};
+use streambus_core::StoreError;
 use streambus_core::event::Record;
 use streambus_core::store::{EventQuery, Page, StreamInfo, StreamState};
-use streambus_core::StoreError;
 
 use crate::sql_error;
 
@@ -61,7 +61,11 @@ pub(crate) fn stream_info(row: &SqliteRow) -> Result<StreamInfo, StoreError> {
 }
 
 /// One event by id.
-pub(crate) async fn get(pool: &SqlitePool, tenant: &str, id: &str) -> Result<Option<Arc<Record>>, StoreError> {
+pub(crate) async fn get(
+    pool: &SqlitePool,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Arc<Record>>, StoreError> {
     let row = sqlx::query("SELECT seq, body FROM events WHERE tenant = ?1 AND id = ?2")
         .bind(tenant)
         .bind(id)
@@ -92,7 +96,11 @@ enum Scope<'a> {
 /// A short list of streams becomes a `UNION ALL` of one index scan per stream,
 /// each stopping after `limit` rows, merged by offset: a page costs about
 /// `streams x limit` rows whatever the history holds.
-pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Result<Page, StoreError> {
+pub(crate) async fn query(
+    pool: &SqlitePool,
+    tenant: &str,
+    q: &EventQuery,
+) -> Result<Page, StoreError> {
     let mut streams = q.streams.clone();
     if let Some(list) = &mut streams {
         list.sort_unstable();
@@ -102,7 +110,11 @@ pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Re
         return Ok(Page::default());
     }
     let limit = to_i64(q.limit as u64);
-    let order = if q.descending { " ORDER BY seq DESC LIMIT " } else { " ORDER BY seq ASC LIMIT " };
+    let order = if q.descending {
+        " ORDER BY seq DESC LIMIT "
+    } else {
+        " ORDER BY seq ASC LIMIT "
+    };
     let mut b = QueryBuilder::<Sqlite>::new("");
     match streams.as_deref() {
         Some([one]) => push_select(&mut b, tenant, q, Scope::Stream(one)),
@@ -130,7 +142,10 @@ pub(crate) async fn query(pool: &SqlitePool, tenant: &str, q: &EventQuery) -> Re
     } else {
         None
     };
-    Ok(Page { records, next_cursor })
+    Ok(Page {
+        records,
+        next_cursor,
+    })
 }
 
 /// `SELECT seq, body FROM events WHERE <scope> <filters> <cursor>`.
@@ -169,13 +184,20 @@ fn push_select(b: &mut QueryBuilder<Sqlite>, tenant: &str, q: &EventQuery, scope
         b.push(" AND time_ms < ").push_bind(end);
     }
     if let Some(c) = q.cursor {
-        b.push(if q.descending { " AND seq < " } else { " AND seq > " });
+        b.push(if q.descending {
+            " AND seq < "
+        } else {
+            " AND seq > "
+        });
         b.push_bind(to_i64(c));
     }
 }
 
 /// Every stream of a tenant, by name.
-pub(crate) async fn list_streams(pool: &SqlitePool, tenant: &str) -> Result<Vec<StreamInfo>, StoreError> {
+pub(crate) async fn list_streams(
+    pool: &SqlitePool,
+    tenant: &str,
+) -> Result<Vec<StreamInfo>, StoreError> {
     let rows = sqlx::query(
         "SELECT name, state, created_ms, last_seq, event_count, pruned_through
          FROM streams WHERE tenant = ?1 ORDER BY name",
@@ -194,7 +216,12 @@ pub(crate) async fn all_streams(pool: &SqlitePool) -> Result<Vec<(String, String
         .await
         .map_err(sql_error)?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0).map_err(sql_error)?, r.try_get(1).map_err(sql_error)?)))
+        .map(|r| {
+            Ok((
+                r.try_get(0).map_err(sql_error)?,
+                r.try_get(1).map_err(sql_error)?,
+            ))
+        })
         .collect()
 }
 
@@ -233,7 +260,11 @@ pub(crate) async fn prune_candidates(
 ) -> Result<Vec<i64>, StoreError> {
     // Without an age limit nothing above the count cut-off qualifies, so the
     // scan stops there instead of walking the whole stream.
-    let upper = if time_cut.is_some() { i64::MAX } else { seq_cut.unwrap_or(0) };
+    let upper = if time_cut.is_some() {
+        i64::MAX
+    } else {
+        seq_cut.unwrap_or(0)
+    };
     let rows = sqlx::query(
         "SELECT seq FROM events
          WHERE tenant = ?1 AND stream = ?2 AND seq > ?3 AND seq <= ?4
@@ -250,5 +281,7 @@ pub(crate) async fn prune_candidates(
     .fetch_all(pool)
     .await
     .map_err(sql_error)?;
-    rows.iter().map(|r| r.try_get(0).map_err(sql_error)).collect()
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(sql_error))
+        .collect()
 }

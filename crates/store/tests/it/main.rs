@@ -16,6 +16,8 @@ use tempfile::TempDir;
 /// A store in a fresh temporary directory; keep the `TempDir` alive with it.
 pub async fn temp_store() -> (SqliteStore, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.expect("open store");
+    let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+        .await
+        .expect("open store");
     (store, dir)
 }

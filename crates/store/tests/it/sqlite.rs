@@ -17,33 +17,56 @@ fn ev(stream: &str) -> NewEvent {
 }
 
 fn everything() -> EventQuery {
-    EventQuery { limit: 100_000, ..Default::default() }
+    EventQuery {
+        limit: 100_000,
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn data_survives_close_and_reopen_and_offsets_continue() {
     let (store, dir) = crate::temp_store().await;
     let mut events: Vec<NewEvent> = (0..9).map(|_| ev("s")).collect();
-    events.push(new_event(json!({"stream_id": "s", "type": "x", "id": "keep-me"})));
+    events.push(new_event(
+        json!({"stream_id": "s", "type": "x", "id": "keep-me"}),
+    ));
     let first = store.append("default", events).await.unwrap();
-    store.set_stream_state("default", "s", StreamState::Paused).await.unwrap();
+    store
+        .set_stream_state("default", "s", StreamState::Paused)
+        .await
+        .unwrap();
     let last = first[9].record.offset();
     store.close().await;
 
-    let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.unwrap();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+        .await
+        .unwrap();
     assert_eq!(store.head().await.unwrap(), last);
     let got = store.query("default", &everything()).await.unwrap().records;
     let want: Vec<Arc<Record>> = first.iter().map(|a| a.record.clone()).collect();
     assert_eq!(got, want, "records read back byte for byte");
     let s = &store.list_streams("default").await.unwrap()[0];
-    assert_eq!((s.state, s.events, s.last_offset), (StreamState::Paused, 10, last));
+    assert_eq!(
+        (s.state, s.events, s.last_offset),
+        (StreamState::Paused, 10, last)
+    );
 
     let again = store
-        .append("default", vec![new_event(json!({"stream_id": "s", "type": "x", "id": "keep-me"})), ev("s")])
+        .append(
+            "default",
+            vec![
+                new_event(json!({"stream_id": "s", "type": "x", "id": "keep-me"})),
+                ev("s"),
+            ],
+        )
         .await
         .unwrap();
     assert!(again[0].duplicate, "idempotency survives a restart");
-    assert_eq!(again[1].record.offset(), last + 1, "offsets continue from the max");
+    assert_eq!(
+        again[1].record.offset(),
+        last + 1,
+        "offsets continue from the max"
+    );
     store.close().await;
 }
 
@@ -55,7 +78,9 @@ async fn concurrent_appenders_are_group_committed_gapless() {
     let store = Arc::new(store);
     let seen: Arc<Mutex<Vec<Arc<Record>>>> = Arc::default();
     let sink = seen.clone();
-    store.set_commit_hook(Arc::new(move |r: &[Arc<Record>]| sink.lock().unwrap().extend_from_slice(r)));
+    store.set_commit_hook(Arc::new(move |r: &[Arc<Record>]| {
+        sink.lock().unwrap().extend_from_slice(r)
+    }));
 
     let tasks: Vec<_> = (0..APPENDERS)
         .map(|i| {
@@ -75,7 +100,10 @@ async fn concurrent_appenders_are_group_committed_gapless() {
     for t in tasks {
         let mine = t.await.unwrap();
         let offs: Vec<u64> = mine.iter().map(|a| a.record.offset()).collect();
-        assert!(offs.windows(2).all(|w| w[0] < w[1]), "one appender's offsets increase");
+        assert!(
+            offs.windows(2).all(|w| w[0] < w[1]),
+            "one appender's offsets increase"
+        );
         acked.extend(mine);
     }
 
@@ -83,7 +111,11 @@ async fn concurrent_appenders_are_group_committed_gapless() {
     assert_eq!(acked.len(), total);
     let mut offs: Vec<u64> = acked.iter().map(|a| a.record.offset()).collect();
     offs.sort_unstable();
-    assert_eq!(offs, (1..=total as u64).collect::<Vec<_>>(), "offsets unique and gapless");
+    assert_eq!(
+        offs,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "offsets unique and gapless"
+    );
     assert_eq!(store.head().await.unwrap(), total as u64);
 
     let seen = seen.lock().unwrap().clone();
@@ -92,10 +124,19 @@ async fn concurrent_appenders_are_group_committed_gapless() {
 
     let stats = store.stats();
     assert_eq!(stats.events, total as u64);
-    assert!(stats.commits < stats.events, "group commit batched nothing: {stats:?}");
+    assert!(
+        stats.commits < stats.events,
+        "group commit batched nothing: {stats:?}"
+    );
     let mut listed = 0;
     for t in ["even", "odd"] {
-        listed += store.list_streams(t).await.unwrap().iter().map(|s| s.events).sum::<u64>();
+        listed += store
+            .list_streams(t)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.events)
+            .sum::<u64>();
     }
     assert_eq!(listed, total as u64, "stream counts match");
     store.close().await;
@@ -109,11 +150,26 @@ async fn append_after_close_is_refused_and_stores_nothing() {
     let err = store.append("default", vec![ev("s")]).await.unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err:?}");
     assert!(store.ping().await.is_err());
-    assert!(matches!(store.set_stream_state("default", "s", StreamState::Stopped).await, Err(StoreError::Closed)));
+    assert!(matches!(
+        store
+            .set_stream_state("default", "s", StreamState::Stopped)
+            .await,
+        Err(StoreError::Closed)
+    ));
     store.close().await; // twice is harmless
 
-    let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.unwrap();
-    assert_eq!(store.query("default", &everything()).await.unwrap().records.len(), 1);
+    let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .query("default", &everything())
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
     assert_eq!(store.head().await.unwrap(), 1);
     store.close().await;
 }
@@ -126,12 +182,27 @@ async fn failed_transaction_stores_nothing_and_reuses_no_offset() {
     // makes the insert violate the unique index and the whole batch fail.
     let mut clash = ev("s");
     clash.event.id = first[0].record.event.id.clone();
-    let err = store.append("default", vec![ev("s"), clash]).await.unwrap_err();
+    let err = store
+        .append("default", vec![ev("s"), clash])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
-    assert_eq!(store.query("default", &everything()).await.unwrap().records.len(), 1);
+    assert_eq!(
+        store
+            .query("default", &everything())
+            .await
+            .unwrap()
+            .records
+            .len(),
+        1
+    );
     assert_eq!(store.head().await.unwrap(), 1);
     let next = store.append("default", vec![ev("s")]).await.unwrap();
-    assert_eq!(next[0].record.offset(), 2, "the counter did not advance on failure");
+    assert_eq!(
+        next[0].record.offset(),
+        2,
+        "the counter did not advance on failure"
+    );
     assert_eq!(store.list_streams("default").await.unwrap()[0].events, 2);
     store.close().await;
 }
@@ -140,12 +211,27 @@ async fn failed_transaction_stores_nothing_and_reuses_no_offset() {
 async fn dropping_without_close_keeps_committed_data() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.unwrap();
-        store.append("default", vec![ev("s"), ev("s")]).await.unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+            .await
+            .unwrap();
+        store
+            .append("default", vec![ev("s"), ev("s")])
+            .await
+            .unwrap();
     }
-    let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.unwrap();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+        .await
+        .unwrap();
     assert_eq!(store.head().await.unwrap(), 2);
-    assert_eq!(store.query("default", &everything()).await.unwrap().records.len(), 2);
+    assert_eq!(
+        store
+            .query("default", &everything())
+            .await
+            .unwrap()
+            .records
+            .len(),
+        2
+    );
     store.close().await;
 }
 
@@ -159,10 +245,16 @@ async fn insert_records_skips_stored_offsets_and_moves_the_counter() {
         Arc::new(Record::from_event("default", e))
     };
     let (r100, r101, r103) = (rec(100, "c-100"), rec(101, "c-101"), rec(103, "c-103"));
-    store.insert_records(&[r100.clone(), r101.clone()]).await.unwrap();
+    store
+        .insert_records(&[r100.clone(), r101.clone()])
+        .await
+        .unwrap();
     store.insert_records(&[r101, r103]).await.unwrap();
     let got = store.query("default", &everything()).await.unwrap().records;
-    assert_eq!(got.iter().map(|r| r.offset()).collect::<Vec<_>>(), vec![100, 101, 103]);
+    assert_eq!(
+        got.iter().map(|r| r.offset()).collect::<Vec<_>>(),
+        vec![100, 101, 103]
+    );
     assert_eq!(got[0].event, r100.event, "stored as given");
     let s = &store.list_streams("default").await.unwrap()[0];
     assert_eq!((s.events, s.last_offset), (3, 103));
@@ -176,20 +268,39 @@ async fn insert_records_skips_stored_offsets_and_moves_the_counter() {
 async fn prune_in_many_chunks_and_offsets_never_reused_after_reopen() {
     let (store, dir) = crate::temp_store().await;
     for _ in 0..5 {
-        store.append("default", (0..1000).map(|_| ev("big")).collect()).await.unwrap();
+        store
+            .append("default", (0..1000).map(|_| ev("big")).collect())
+            .await
+            .unwrap();
     }
-    let old = (0..3).map(|_| new_event(json!({"stream_id": "old", "type": "x", "timestamp": 1_000_000})));
+    let old =
+        (0..3).map(|_| new_event(json!({"stream_id": "old", "type": "x", "timestamp": 1_000_000})));
     store.append("default", old.collect()).await.unwrap();
-    let removed = store.prune(Retention { max_events: 10, max_age_ms: 86_400_000 }).await.unwrap();
+    let removed = store
+        .prune(Retention {
+            max_events: 10,
+            max_age_ms: 86_400_000,
+        })
+        .await
+        .unwrap();
     assert_eq!(removed, 4990 + 3);
     let big = store.list_streams("default").await.unwrap();
-    let ids: HashSet<(&str, u64, u64)> = big.iter().map(|s| (s.name.as_str(), s.events, s.pruned_through)).collect();
+    let ids: HashSet<(&str, u64, u64)> = big
+        .iter()
+        .map(|s| (s.name.as_str(), s.events, s.pruned_through))
+        .collect();
     assert_eq!(ids, HashSet::from([("big", 10, 4990), ("old", 0, 5003)]));
     store.close().await;
 
-    let store = SqliteStore::open(SqliteOptions::new(dir.path())).await.unwrap();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path()))
+        .await
+        .unwrap();
     assert_eq!(store.head().await.unwrap(), 5003);
     let next = store.append("default", vec![ev("old")]).await.unwrap();
-    assert_eq!(next[0].record.offset(), 5004, "the pruned newest offsets are not handed out again");
+    assert_eq!(
+        next[0].record.offset(),
+        5004,
+        "the pruned newest offsets are not handed out again"
+    );
     store.close().await;
 }

@@ -1,8 +1,8 @@
 //! The shared `EventStore` conformance suite, one test per check, each on a
 //! store of its own (retention and the commit hook act store-wide).
 
-use streambus_core::testsuite::store as suite;
 use streambus_core::EventStore;
+use streambus_core::testsuite::store as suite;
 
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {$(
