@@ -120,6 +120,9 @@ pub struct StreamInfo {
     /// Highest offset removed by retention (0 when none): a resume from below
     /// this cannot be complete.
     pub pruned_through: u64,
+    /// While paused: the last offset delivered before the pause; what came
+    /// after it is held until the stream resumes.
+    pub held_after: u64,
 }
 
 /// How much history to keep (SPEC §2, Stream retention).
@@ -186,7 +189,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// `Unavailable` when the engine fails.
     async fn list_streams(&self, tenant: &str) -> Result<Vec<StreamInfo>, StoreError>;
 
-    /// Creates the stream if missing and sets its state.
+    /// Creates the stream if missing and sets its state; `held_after` is the
+    /// hold point of a pause (kept so a restart can release what was held).
     ///
     /// # Errors
     /// `Unavailable` when the engine fails.
@@ -195,6 +199,7 @@ pub trait EventStore: Send + Sync + 'static {
         tenant: &str,
         stream: &str,
         state: StreamState,
+        held_after: u64,
     ) -> Result<StreamInfo, StoreError>;
 
     /// Applies retention to every stream; returns how many events were removed.

@@ -173,19 +173,21 @@ impl Hub {
         self.with_tenant(tenant, |t| t.paused.clone())
     }
 
-    /// Holds live delivery of `stream` (idempotent).
-    pub fn pause(&self, tenant: &str, stream: &str) {
+    /// Holds live delivery of `stream` (idempotent) and returns the hold
+    /// point: the last offset delivered live, or `stored_last` when this node
+    /// has delivered nothing of the stream yet.
+    pub fn pause(&self, tenant: &str, stream: &str, stored_last: u64) -> u64 {
         self.with_tenant(tenant, |t| {
-            let last = t.last.get(stream).copied().unwrap_or(0);
-            t.paused.entry(stream.to_owned()).or_insert(last);
-        });
+            let last = t.last.get(stream).copied().unwrap_or(stored_last);
+            *t.paused.entry(stream.to_owned()).or_insert(last)
+        })
     }
 
     /// Marks `stream` paused as found in storage at start, holding what comes
-    /// after `last_offset`.
-    pub fn restore_paused(&self, tenant: &str, stream: &str, last_offset: u64) {
+    /// after `held_after`.
+    pub fn restore_paused(&self, tenant: &str, stream: &str, held_after: u64) {
         self.with_tenant(tenant, |t| {
-            t.paused.insert(stream.to_owned(), last_offset);
+            t.paused.insert(stream.to_owned(), held_after);
         });
     }
 

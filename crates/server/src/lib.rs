@@ -70,7 +70,7 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
             for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
                 state
                     .hub
-                    .restore_paused(DEFAULT_TENANT, &s.name, s.last_offset);
+                    .restore_paused(DEFAULT_TENANT, &s.name, s.held_after);
             }
         }
         Err(e) => warn!(error = %e, "cannot read stream states"),

@@ -44,11 +44,18 @@ pub struct MigrationSet {
 pub const SQLITE: MigrationSet = MigrationSet {
     ledger_ddl: "CREATE TABLE IF NOT EXISTS schema_migrations (\
                  version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
-    migrations: &[Migration {
-        version: 1,
-        name: "init",
-        sql: include_str!("../migrations/sqlite/0001_init.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "init",
+            sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "held_after",
+            sql: include_str!("../migrations/sqlite/0002_held_after.sql"),
+        },
+    ],
 };
 
 /// Applies every migration of `set` that the ledger does not list yet; returns

@@ -11,9 +11,13 @@ use tokio::process::{Child, Command};
 
 use crate::proc::{DEADLINE, Proc, free_port};
 
-/// A headless Chromium session; the driver is killed on drop.
+/// A headless Chromium session. On drop the session is deleted (which ends
+/// the browser; killing only the driver would leave it running) and the
+/// driver is killed.
 struct Browser {
     _driver: Child,
+    port: u16,
+    session: String,
     base: String,
     client: reqwest::Client,
     _profile: tempfile::TempDir,
@@ -72,7 +76,9 @@ impl Browser {
             .to_owned();
         Some(Self {
             _driver: driver,
+            port,
             base: format!("http://127.0.0.1:{port}/session/{id}"),
+            session: id,
             client,
             _profile: profile,
         })
@@ -123,6 +129,27 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Drop cannot await: a plain blocking HTTP/1.1 DELETE on a thread.
+        let (port, session) = (self.port, self.session.clone());
+        let done = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let req = format!(
+                "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            if s.write_all(req.as_bytes()).is_ok() {
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+        });
+        let _ = done.join();
     }
 }
 

@@ -170,7 +170,7 @@ async fn control(
         "start" => {
             state
                 .store
-                .set_stream_state(t, &stream, StreamState::Active)
+                .set_stream_state(t, &stream, StreamState::Active, 0)
                 .await?;
             state.hub.resume(t, &stream);
             state.generators.start(&state, t, &stream);
@@ -180,24 +180,31 @@ async fn control(
             state.generators.stop(t, &stream);
             state
                 .store
-                .set_stream_state(t, &stream, StreamState::Stopped)
+                .set_stream_state(t, &stream, StreamState::Stopped, 0)
                 .await?;
             state.hub.resume(t, &stream);
             format!("Stream '{stream}' stopped and removed")
         }
         "pause" => {
+            let stored_last = state
+                .store
+                .list_streams(t)
+                .await?
+                .into_iter()
+                .find(|s| s.name == stream)
+                .map_or(0, |s| s.last_offset);
+            let held_after = state.hub.pause(t, &stream, stored_last);
             state
                 .store
-                .set_stream_state(t, &stream, StreamState::Paused)
+                .set_stream_state(t, &stream, StreamState::Paused, held_after)
                 .await?;
-            state.hub.pause(t, &stream);
             state.generators.set_paused(t, &stream, true);
             format!("Stream '{stream}' paused")
         }
         "resume" => {
             state
                 .store
-                .set_stream_state(t, &stream, StreamState::Active)
+                .set_stream_state(t, &stream, StreamState::Active, 0)
                 .await?;
             state.hub.resume(t, &stream);
             state.generators.set_paused(t, &stream, false);

@@ -127,7 +127,7 @@ async fn pause_is_reported_in_the_streams_list() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: events held by a pause are lost to live delivery when the server restarts before resume"]
+
 async fn pause_survives_a_restart_and_resume_releases_what_was_held() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start_in(dir.path(), |_| {}).await;

@@ -137,17 +137,19 @@ impl Writer {
         tenant: &str,
         stream: &str,
         state: StreamState,
+        held_after: u64,
     ) -> Result<StreamInfo, StoreError> {
         let row = sqlx::query(
-            "INSERT INTO streams (tenant, name, state, created_ms, last_seq, event_count, pruned_through)
-             VALUES (?1, ?2, ?3, ?4, 0, 0, 0)
-             ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state
-             RETURNING name, state, created_ms, last_seq, event_count, pruned_through",
+            "INSERT INTO streams (tenant, name, state, created_ms, last_seq, event_count, pruned_through, held_after)
+             VALUES (?1, ?2, ?3, ?4, 0, 0, 0, ?5)
+             ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, held_after = excluded.held_after
+             RETURNING name, state, created_ms, last_seq, event_count, pruned_through, held_after",
         )
         .bind(tenant)
         .bind(stream)
         .bind(state.as_str())
         .bind(streambus_core::time::now_ms())
+        .bind(i64::try_from(held_after).unwrap_or(i64::MAX))
         .fetch_one(&mut self.conn)
         .await
         .map_err(sql_error)?;

@@ -336,12 +336,14 @@ impl EventStore for SqliteStore {
         tenant: &str,
         stream: &str,
         state: StreamState,
+        held_after: u64,
     ) -> Result<StreamInfo, StoreError> {
         let (tenant, stream) = (tenant.to_owned(), stream.to_owned());
         self.call(|reply| Request::SetState {
             tenant,
             stream,
             state,
+            held_after,
             reply,
         })
         .await

@@ -43,7 +43,7 @@ pub(crate) fn record_from_row(
 }
 
 /// A `streams` row selected as
-/// `name, state, created_ms, last_seq, event_count, pruned_through`.
+/// `name, state, created_ms, last_seq, event_count, pruned_through, held_after`.
 ///
 /// # Errors
 /// `Corrupt` when the state is unknown or a column does not decode.
@@ -57,6 +57,7 @@ pub(crate) fn stream_info(row: &SqliteRow) -> Result<StreamInfo, StoreError> {
         last_offset: to_u64(row.try_get(3).map_err(sql_error)?),
         events: to_u64(row.try_get(4).map_err(sql_error)?),
         pruned_through: to_u64(row.try_get(5).map_err(sql_error)?),
+        held_after: to_u64(row.try_get(6).map_err(sql_error)?),
     })
 }
 
@@ -199,7 +200,7 @@ pub(crate) async fn list_streams(
     tenant: &str,
 ) -> Result<Vec<StreamInfo>, StoreError> {
     let rows = sqlx::query(
-        "SELECT name, state, created_ms, last_seq, event_count, pruned_through
+        "SELECT name, state, created_ms, last_seq, event_count, pruned_through, held_after
          FROM streams WHERE tenant = ?1 ORDER BY name",
     )
     .bind(tenant)

@@ -62,6 +62,7 @@ pub(crate) enum Request {
         tenant: String,
         stream: String,
         state: StreamState,
+        held_after: u64,
         reply: Reply<StreamInfo>,
     },
     /// Delete these offsets of one stream (one retention step).
@@ -209,9 +210,10 @@ impl Writer {
                     tenant,
                     stream,
                     state,
+                    held_after,
                     reply,
                 } => {
-                    let _ = reply.send(self.set_state(&tenant, &stream, state).await);
+                    let _ = reply.send(self.set_state(&tenant, &stream, state, held_after).await);
                 }
                 Request::Prune {
                     tenant,

@@ -32,7 +32,7 @@ async fn data_survives_close_and_reopen_and_offsets_continue() {
     ));
     let first = store.append("default", events).await.unwrap();
     store
-        .set_stream_state("default", "s", StreamState::Paused)
+        .set_stream_state("default", "s", StreamState::Paused, 0)
         .await
         .unwrap();
     let last = first[9].record.offset();
@@ -152,7 +152,7 @@ async fn append_after_close_is_refused_and_stores_nothing() {
     assert!(store.ping().await.is_err());
     assert!(matches!(
         store
-            .set_stream_state("default", "s", StreamState::Stopped)
+            .set_stream_state("default", "s", StreamState::Stopped, 0)
             .await,
         Err(StoreError::Closed)
     ));

@@ -25,13 +25,25 @@ pub async fn streams_auto_create_and_keep_state(store: &dyn EventStore) {
     assert!(s.created_ms > 0);
 
     let paused = store
-        .set_stream_state(&t, "alpha", StreamState::Paused)
+        .set_stream_state(&t, "alpha", StreamState::Paused, 0)
         .await
         .expect("set state");
     assert_eq!(paused.state, StreamState::Paused);
+    assert_eq!(paused.held_after, 0);
+    let held = store
+        .set_stream_state(&t, "alpha", StreamState::Paused, out[1].record.offset())
+        .await
+        .expect("set hold point");
+    assert_eq!(
+        held.held_after,
+        out[1].record.offset(),
+        "the hold point is kept"
+    );
+    let listed = stream(store, &t, "alpha").await;
+    assert_eq!(listed.held_after, out[1].record.offset(), "and listed");
     assert_eq!(paused.events, 3);
     let beta = store
-        .set_stream_state(&t, "beta", StreamState::Stopped)
+        .set_stream_state(&t, "beta", StreamState::Stopped, 0)
         .await
         .expect("set state");
     assert_eq!(
