@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the publish path allocates per
+/// event, and glibc's malloc/free took about a third of the server's CPU in
+/// ingest profiles (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A real-time event bus for live streaming and broadcast.
 #[derive(Debug, Parser)]
 #[command(name = "streambus", version, about)]

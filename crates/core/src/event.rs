@@ -185,6 +185,10 @@ impl Event {
 
     /// Serialises the event without its offset: the body a store keeps.
     pub fn to_body(&self) -> String {
+        if self.offset == 0 {
+            // A zero offset is not serialised: no copy needed.
+            return serde_json::to_string(self).expect("an Event always serialises");
+        }
         let mut e = self.clone();
         e.offset = 0;
         serde_json::to_string(&e).expect("an Event always serialises")

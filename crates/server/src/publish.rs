@@ -41,25 +41,33 @@ pub async fn publish_batch(
     tenant: &str,
     items: Vec<Result<NewEvent, ApiError>>,
 ) -> Result<Vec<ItemResult>, ApiError> {
-    let valid: Vec<NewEvent> = items
-        .iter()
-        .filter_map(|i| i.as_ref().ok().cloned())
+    // Move the valid events out (no copy); keep each refusal in its slot.
+    let mut valid = Vec::with_capacity(items.len());
+    let slots: Vec<Option<ApiError>> = items
+        .into_iter()
+        .map(|item| match item {
+            Ok(event) => {
+                valid.push(event);
+                None
+            }
+            Err(e) => Some(e),
+        })
         .collect();
     let mut appended = if valid.is_empty() {
         Vec::new().into_iter()
     } else {
         state.log.append(tenant, valid).await?.into_iter()
     };
-    Ok(items
+    Ok(slots
         .into_iter()
-        .map(|item| match item {
-            Ok(_) => match appended.next() {
+        .map(|slot| match slot {
+            Some(e) => ItemResult::Rejected(e),
+            None => match appended.next() {
                 Some(a) => ItemResult::Stored(a),
                 None => ItemResult::Rejected(ApiError::Internal(
                     "log returned fewer results than events".into(),
                 )),
             },
-            Err(e) => ItemResult::Rejected(e),
         })
         .collect())
 }
