@@ -46,6 +46,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// History retention.
     pub retention: RetentionConfig,
+    /// Scale-out engines.
+    pub cluster: ClusterConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -126,6 +128,67 @@ pub struct RetentionConfig {
     pub max_age_secs: u64,
     /// Seconds between passes.
     pub interval_secs: u64,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// PostgreSQL URL; with `nats_url`, selects cluster mode.
+    #[serde(default)]
+    pub postgres_url: Option<String>,
+    /// NATS URL; with `postgres_url`, selects cluster mode.
+    #[serde(default)]
+    pub nats_url: Option<String>,
+    /// JetStream stream name shared by the cluster.
+    pub stream: String,
+    /// Subject prefix shared by the cluster.
+    pub subject_prefix: String,
+    /// JetStream de-duplication window, seconds.
+    pub duplicate_window_secs: u64,
+    /// PostgreSQL connections per node.
+    pub postgres_max_connections: u32,
+}
+
+/// Which engines a configuration selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// One node: SQLite under the data directory, in-process fan-out.
+    Embedded,
+    /// Several nodes: PostgreSQL and NATS JetStream.
+    Cluster {
+        /// PostgreSQL URL.
+        postgres_url: String,
+        /// NATS URL.
+        nats_url: String,
+    },
+}
+
+impl ClusterConfig {
+    /// The mode these settings select.
+    ///
+    /// # Errors
+    /// Only one of the two engines is given: such nodes would not share a
+    /// log or a history, so the configuration is refused.
+    pub fn mode(&self) -> Result<Mode, ConfigError> {
+        let set = |v: &Option<String>| {
+            v.as_deref()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+        };
+        match (set(&self.postgres_url), set(&self.nats_url)) {
+            (None, None) => Ok(Mode::Embedded),
+            (Some(postgres_url), Some(nats_url)) => Ok(Mode::Cluster { postgres_url, nats_url }),
+            (Some(_), None) => Err(ConfigError::Invalid {
+                origin: "cluster".into(),
+                message: "cluster.postgres_url is set without cluster.nats_url: nodes would not share a live log; give both (cluster) or neither (embedded)".into(),
+            }),
+            (None, Some(_)) => Err(ConfigError::Invalid {
+                origin: "cluster".into(),
+                message: "cluster.nats_url is set without cluster.postgres_url: each node would keep its own history; give both (cluster) or neither (embedded)".into(),
+            }),
+        }
+    }
 }
 
 /// `[log]`.
@@ -232,6 +295,10 @@ impl Config {
                 "delivery.hub_capacity must be at least 16, ws_read_buffer at least 256; write_batch and catchup_page positive",
             );
         }
+        self.cluster.mode()?;
+        if self.cluster.stream.is_empty() || self.cluster.subject_prefix.is_empty() {
+            return bad("cluster.stream and cluster.subject_prefix must not be empty");
+        }
         if self.storage.batch_max == 0 || self.server.heartbeat_secs == 0 {
             return bad("storage.batch_max and server.heartbeat_secs must be positive");
         }
@@ -301,6 +368,28 @@ mod tests {
         assert_eq!(c.server.listen.port(), 9100);
         assert!(c.server.demo);
         assert_eq!(c.limits.max_batch, 10);
+    }
+
+    #[test]
+    fn cluster_needs_both_engines() {
+        let c = Config::load_with_env(None, []).unwrap();
+        assert_eq!(c.cluster.mode().unwrap(), Mode::Embedded);
+        let both = [
+            (
+                "STREAMBUS_CLUSTER__POSTGRES_URL".to_owned(),
+                "postgres://db/x".to_owned(),
+            ),
+            (
+                "STREAMBUS_CLUSTER__NATS_URL".to_owned(),
+                "nats://n:4222".to_owned(),
+            ),
+        ];
+        let c = Config::load_with_env(None, both.clone()).unwrap();
+        assert!(matches!(c.cluster.mode().unwrap(), Mode::Cluster { .. }));
+        for one in both {
+            let err = Config::load_with_env(None, [one]).unwrap_err().to_string();
+            assert!(err.contains("give both"), "{err}");
+        }
     }
 
     #[test]

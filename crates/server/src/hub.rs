@@ -173,21 +173,21 @@ impl Hub {
         self.with_tenant(tenant, |t| t.paused.clone())
     }
 
-    /// Holds live delivery of `stream` (idempotent) and returns the hold
-    /// point: the last offset delivered live, or `stored_last` when this node
-    /// has delivered nothing of the stream yet.
-    pub fn pause(&self, tenant: &str, stream: &str, stored_last: u64) -> u64 {
-        self.with_tenant(tenant, |t| {
-            let last = t.last.get(stream).copied().unwrap_or(stored_last);
-            *t.paused.entry(stream.to_owned()).or_insert(last)
+    /// Where a pause of `stream` would hold from: the existing hold point if
+    /// it is paused, else the last offset delivered live, or `stored_last`
+    /// when this node has delivered nothing of the stream yet.
+    pub fn hold_point(&self, tenant: &str, stream: &str, stored_last: u64) -> u64 {
+        self.with_tenant(tenant, |t| match t.paused.get(stream) {
+            Some(held) => *held,
+            None => t.last.get(stream).copied().unwrap_or(stored_last),
         })
     }
 
-    /// Marks `stream` paused as found in storage at start, holding what comes
-    /// after `held_after`.
-    pub fn restore_paused(&self, tenant: &str, stream: &str, held_after: u64) {
+    /// Holds live delivery of `stream` after `held_after` (idempotent: an
+    /// existing hold keeps its point).
+    pub fn hold(&self, tenant: &str, stream: &str, held_after: u64) {
         self.with_tenant(tenant, |t| {
-            t.paused.insert(stream.to_owned(), held_after);
+            t.paused.entry(stream.to_owned()).or_insert(held_after);
         });
     }
 

@@ -18,6 +18,7 @@ pub mod hub;
 pub mod publish;
 pub mod state;
 pub mod subscription;
+pub mod sync;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// The configuration selects something this build cannot run.
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
     /// Serving failed.
     #[error("server failed")]
     Io(#[from] std::io::Error),
@@ -55,6 +59,13 @@ pub enum ServeError {
 /// # Errors
 /// When the data directory or database cannot be opened or migrated.
 pub async fn open(config: Config) -> Result<AppState, ServeError> {
+    if let config::Mode::Cluster { .. } = config.cluster.mode()? {
+        return Err(ServeError::Config(config::ConfigError::Invalid {
+            origin: "cluster".into(),
+            message: "cluster mode (PostgreSQL + NATS JetStream) is not wired into the server yet"
+                .into(),
+        }));
+    }
     let mut opts = SqliteOptions::new(config.server.data_dir.clone());
     opts.synchronous_full = config.storage.synchronous == config::Synchronous::Full;
     opts.batch_max = config.storage.batch_max;
@@ -68,9 +79,7 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
     match state.store.list_streams(DEFAULT_TENANT).await {
         Ok(streams) => {
             for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
-                state
-                    .hub
-                    .restore_paused(DEFAULT_TENANT, &s.name, s.held_after);
+                state.hub.hold(DEFAULT_TENANT, &s.name, s.held_after);
             }
         }
         Err(e) => warn!(error = %e, "cannot read stream states"),
@@ -92,6 +101,7 @@ pub async fn serve(
     let hub_task =
         tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
     state.tasks.spawn(retention(state.clone()));
+    state.tasks.spawn(sync::run(state.clone()));
     if state.config.server.demo {
         for stream in generator::DEMO_STREAMS {
             state.generators.start(&state, DEFAULT_TENANT, stream);

@@ -25,6 +25,12 @@ pub struct ConfigArgs {
     /// Run the seed's demo streams with generators.
     #[arg(long, env = "STREAMBUS_DEMO")]
     pub demo: bool,
+    /// PostgreSQL URL (cluster mode, with --nats-url).
+    #[arg(long, env = "STREAMBUS_POSTGRES_URL")]
+    pub postgres_url: Option<String>,
+    /// NATS URL (cluster mode, with --postgres-url).
+    #[arg(long, env = "STREAMBUS_NATS_URL")]
+    pub nats_url: Option<String>,
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
@@ -43,6 +49,12 @@ impl ConfigArgs {
         }
         if self.demo {
             config.server.demo = true;
+        }
+        if let Some(url) = &self.postgres_url {
+            config.cluster.postgres_url = Some(url.clone());
+        }
+        if let Some(url) = &self.nats_url {
+            config.cluster.nats_url = Some(url.clone());
         }
         if self.log_json {
             config.log.format = LogFormat::Json;

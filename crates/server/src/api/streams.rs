@@ -193,11 +193,13 @@ async fn control(
                 .into_iter()
                 .find(|s| s.name == stream)
                 .map_or(0, |s| s.last_offset);
-            let held_after = state.hub.pause(t, &stream, stored_last);
+            // Store first, then hold: a sync pass in between then agrees.
+            let held_after = state.hub.hold_point(t, &stream, stored_last);
             state
                 .store
                 .set_stream_state(t, &stream, StreamState::Paused, held_after)
                 .await?;
+            state.hub.hold(t, &stream, held_after);
             state.generators.set_paused(t, &stream, true);
             format!("Stream '{stream}' paused")
         }

@@ -1,0 +1,57 @@
+//! Keeps this node's hub in step with stream states in the shared store.
+//!
+//! In cluster mode an operator's pause or resume reaches one node; the state
+//! is written to PostgreSQL, and every other node picks it up here within one
+//! [`SYNC_INTERVAL`]. Held events are released by the same per-connection
+//! reads as on one node, so a node that delivered a little past the hold
+//! point before it saw the pause sends nothing twice. In embedded mode the
+//! hub and the store always agree and a pass changes nothing.
+
+use std::time::Duration;
+
+use streambus_core::DEFAULT_TENANT;
+use streambus_core::store::StreamState;
+use tracing::{debug, warn};
+
+use crate::state::AppState;
+
+/// How often a node compares its holds with the store.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs until shutdown.
+pub async fn run(state: AppState) {
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = tick.tick() => {
+                if let Err(e) = pass(&state, DEFAULT_TENANT).await {
+                    warn!(error = %e, "cannot read stream states");
+                }
+            }
+        }
+    }
+}
+
+/// One comparison for `tenant`.
+///
+/// # Errors
+/// When the store cannot list the streams.
+pub async fn pass(state: &AppState, tenant: &str) -> Result<(), streambus_core::StoreError> {
+    let stored = state.store.list_streams(tenant).await?;
+    let held = state.hub.paused(tenant);
+    for s in &stored {
+        match (s.state == StreamState::Paused, held.contains_key(&s.name)) {
+            (true, false) => {
+                debug!(stream = %s.name, held_after = s.held_after, "paused elsewhere");
+                state.hub.hold(tenant, &s.name, s.held_after);
+            }
+            (false, true) => {
+                debug!(stream = %s.name, "resumed elsewhere");
+                state.hub.resume(tenant, &s.name);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
