@@ -77,4 +77,8 @@ pub trait EventLog: Send + Sync + 'static {
     /// # Errors
     /// `Unavailable` when it does not.
     async fn ping(&self) -> Result<(), LogError>;
+
+    /// Stops background work (e.g. a cluster node's indexer); the log is not
+    /// used afterwards. The default does nothing.
+    async fn close(&self) {}
 }

@@ -220,4 +220,33 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Flushes pending writes and stops accepting new ones.
     async fn close(&self);
+
+    /// Replaces this node's report of connection counts per stream (cluster
+    /// presence). A backend that serves one node keeps nothing.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn report_presence(
+        &self,
+        _node: &str,
+        _tenant: &str,
+        _counts: &[(String, u64)],
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Connection counts per stream reported by nodes other than
+    /// `exclude_node` since `fresh_since_ms`; empty on a one-node backend.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn presence(
+        &self,
+        _tenant: &str,
+        _exclude_node: &str,
+        _fresh_since_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 }

@@ -148,6 +148,8 @@ pub struct ClusterConfig {
     pub duplicate_window_secs: u64,
     /// PostgreSQL connections per node.
     pub postgres_max_connections: u32,
+    /// PostgreSQL schema ("" for the default search path).
+    pub postgres_schema: String,
 }
 
 /// Which engines a configuration selects.

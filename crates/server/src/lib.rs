@@ -25,9 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use streambus_core::store::{Retention, StreamState};
-use streambus_core::{DEFAULT_TENANT, EventStore, StoreError};
-use streambus_log::LocalLog;
-use streambus_store::{SqliteOptions, SqliteStore};
+use streambus_core::{DEFAULT_TENANT, EventLog, EventStore, StoreError};
+use streambus_log::{JetStreamLog, JetStreamOptions, LocalLog};
+use streambus_store::{PgOptions, PgStore, SqliteOptions, SqliteStore};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -46,6 +46,9 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
+    /// The log could not be opened.
+    #[error("cannot connect the log")]
+    Log(#[source] streambus_core::LogError),
     /// The configuration selects something this build cannot run.
     #[error("{0}")]
     Config(#[from] config::ConfigError),
@@ -54,27 +57,51 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Opens storage and the log for `config` (embedded mode).
+/// Opens storage and the log for `config`: SQLite and the in-process log
+/// (embedded), or PostgreSQL and NATS JetStream (cluster, SPEC §7).
 ///
 /// # Errors
-/// When the data directory or database cannot be opened or migrated.
+/// When the configuration is inconsistent, or an engine cannot be opened,
+/// reached or migrated.
 pub async fn open(config: Config) -> Result<AppState, ServeError> {
-    if let config::Mode::Cluster { .. } = config.cluster.mode()? {
-        return Err(ServeError::Config(config::ConfigError::Invalid {
-            origin: "cluster".into(),
-            message: "cluster mode (PostgreSQL + NATS JetStream) is not wired into the server yet"
-                .into(),
-        }));
-    }
-    let mut opts = SqliteOptions::new(config.server.data_dir.clone());
-    opts.synchronous_full = config.storage.synchronous == config::Synchronous::Full;
-    opts.batch_max = config.storage.batch_max;
-    let dir = config.server.data_dir.display().to_string();
-    let store = SqliteStore::open(opts)
-        .await
-        .map_err(|source| ServeError::Store { dir, source })?;
-    let store: Arc<dyn EventStore> = Arc::new(store);
-    let log = Arc::new(LocalLog::new(Arc::clone(&store)));
+    let (store, log): (Arc<dyn EventStore>, Arc<dyn EventLog>) = match config.cluster.mode()? {
+        config::Mode::Embedded => {
+            let mut opts = SqliteOptions::new(config.server.data_dir.clone());
+            opts.synchronous_full = config.storage.synchronous == config::Synchronous::Full;
+            opts.batch_max = config.storage.batch_max;
+            let dir = config.server.data_dir.display().to_string();
+            let store = SqliteStore::open(opts)
+                .await
+                .map_err(|source| ServeError::Store { dir, source })?;
+            let store: Arc<dyn EventStore> = Arc::new(store);
+            let log = Arc::new(LocalLog::new(Arc::clone(&store)));
+            (store, log)
+        }
+        config::Mode::Cluster {
+            postgres_url,
+            nats_url,
+        } => {
+            let c = &config.cluster;
+            let mut pg = PgOptions::new(postgres_url);
+            pg.max_connections = c.postgres_max_connections;
+            pg.schema = Some(c.postgres_schema.clone()).filter(|s| !s.is_empty());
+            let store = PgStore::open(pg)
+                .await
+                .map_err(|source| ServeError::Store {
+                    dir: "postgresql".into(),
+                    source,
+                })?;
+            let store: Arc<dyn EventStore> = Arc::new(store);
+            let mut js = JetStreamOptions::new(nats_url);
+            js.stream = c.stream.clone();
+            js.subject_prefix = c.subject_prefix.clone();
+            js.duplicate_window = Duration::from_secs(c.duplicate_window_secs);
+            let log = JetStreamLog::connect(js, Arc::clone(&store))
+                .await
+                .map_err(ServeError::Log)?;
+            (store, Arc::new(log))
+        }
+    };
     let state = AppState::new(config, store, log);
     match state.store.list_streams(DEFAULT_TENANT).await {
         Ok(streams) => {
@@ -130,6 +157,7 @@ pub async fn serve(
         warn!("connections still open after the grace period");
     }
     let _ = hub_task.await;
+    state.log.close().await;
     state.store.close().await;
     info!("storage flushed; bye");
     Ok(result?)

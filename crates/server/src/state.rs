@@ -34,6 +34,8 @@ pub struct Inner {
     pub shutdown: CancellationToken,
     /// Long-lived connection tasks, awaited at shutdown.
     pub tasks: TaskTracker,
+    /// This node's name in cluster presence reports.
+    pub node_id: String,
 }
 
 impl AppState {
@@ -41,6 +43,12 @@ impl AppState {
     pub fn new(config: Config, store: Arc<dyn EventStore>, log: Arc<dyn EventLog>) -> Self {
         let limits = config.input_limits();
         let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
+        let node_id = format!(
+            "{}-{}-{}",
+            config.server.listen,
+            std::process::id(),
+            streambus_core::time::now_ms()
+        );
         Self(Arc::new(Inner {
             config,
             limits,
@@ -50,7 +58,30 @@ impl AppState {
             generators: Generators::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            node_id,
         }))
+    }
+}
+
+impl AppState {
+    /// Connections per stream on every node: this node's live counts plus the
+    /// fresh reports of the others (cluster mode; see [`crate::sync`]).
+    pub async fn client_counts(&self, tenant: &str) -> std::collections::HashMap<String, usize> {
+        let mut counts = self.hub.client_counts(tenant);
+        let fresh_since = streambus_core::time::now_ms() - crate::sync::PRESENCE_FRESH_MS;
+        match self
+            .store
+            .presence(tenant, &self.node_id, fresh_since)
+            .await
+        {
+            Ok(others) => {
+                for (stream, n) in others {
+                    *counts.entry(stream).or_default() += usize::try_from(n).unwrap_or(usize::MAX);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read other nodes' client counts"),
+        }
+        counts
     }
 }
 

@@ -17,10 +17,15 @@ use crate::state::AppState;
 
 /// How often a node compares its holds with the store.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a node reports its connection counts.
+pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
+/// Reports older than this are ignored (the node is gone).
+pub const PRESENCE_FRESH_MS: i64 = 6_000;
 
-/// Runs until shutdown.
+/// Runs until shutdown, then withdraws this node's presence report.
 pub async fn run(state: AppState) {
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    let mut presence = tokio::time::interval(PRESENCE_INTERVAL);
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
@@ -29,7 +34,31 @@ pub async fn run(state: AppState) {
                     warn!(error = %e, "cannot read stream states");
                 }
             }
+            _ = presence.tick() => report(&state, DEFAULT_TENANT, false).await,
         }
+    }
+    report(&state, DEFAULT_TENANT, true).await;
+}
+
+/// Reports this node's connection counts (none when `leaving`).
+async fn report(state: &AppState, tenant: &str, leaving: bool) {
+    let counts: Vec<(String, u64)> = if leaving {
+        Vec::new()
+    } else {
+        state
+            .hub
+            .client_counts(tenant)
+            .into_iter()
+            .map(|(s, n)| (s, n as u64))
+            .collect()
+    };
+    let now = streambus_core::time::now_ms();
+    if let Err(e) = state
+        .store
+        .report_presence(&state.node_id, tenant, &counts, now)
+        .await
+    {
+        debug!(error = %e, "cannot report presence");
     }
 }
 

@@ -5,15 +5,19 @@
 //!   mode, one writer task doing group commit, a small read-only pool.
 //! - [`migrate`]: the schema-migration runner every SQL backend shares, with
 //!   the SQL embedded from `migrations/<backend>/`.
+//! - [`postgres`]: [`PgStore`], the cluster store — a PostgreSQL pool that
+//!   stores the records the cluster log (JetStream) numbered, idempotently on
+//!   every node, and serves history and catch-up.
 //!
-//! The PostgreSQL store (`PgStore`) joins later in its own file with its own
-//! migrations; both run the conformance suite of `streambus_core::testsuite`.
-//! This crate knows nothing of HTTP or of the log: `LocalLog` is handed an
+//! Both run the conformance suite of `streambus_core::testsuite`. This crate
+//! knows nothing of HTTP or of the log: `LocalLog` is handed an
 //! `Arc<dyn EventStore>` and tails it through the commit hook.
 
 pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 
 use streambus_core::StoreError;

@@ -55,6 +55,35 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "held_after",
             sql: include_str!("../migrations/sqlite/0002_held_after.sql"),
         },
+        Migration {
+            version: 3,
+            name: "presence",
+            sql: include_str!("../migrations/sqlite/0003_presence.sql"),
+        },
+    ],
+};
+
+/// The cluster (PostgreSQL) schema: the same tables in PostgreSQL types, the
+/// body as `JSONB`. Run under an advisory lock by `PgStore::open`.
+pub const POSTGRES: MigrationSet = MigrationSet {
+    ledger_ddl: "CREATE TABLE IF NOT EXISTS schema_migrations (\
+                 version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "init",
+            sql: include_str!("../migrations/postgres/0001_init.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "held_after",
+            sql: include_str!("../migrations/postgres/0002_held_after.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "presence",
+            sql: include_str!("../migrations/postgres/0003_presence.sql"),
+        },
     ],
 };
 
@@ -125,11 +154,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_set_is_in_version_order() {
-        let v: Vec<i64> = SQLITE.migrations.iter().map(|m| m.version).collect();
-        let mut sorted = v.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(v, sorted);
+    fn sets_are_in_version_order() {
+        for set in [SQLITE, POSTGRES] {
+            let v: Vec<i64> = set.migrations.iter().map(|m| m.version).collect();
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(v, sorted);
+        }
+    }
+
+    #[test]
+    fn postgres_mirrors_every_sqlite_migration() {
+        let names = |set: MigrationSet| {
+            set.migrations
+                .iter()
+                .map(|m| (m.version, m.name))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(SQLITE), names(POSTGRES));
     }
 }

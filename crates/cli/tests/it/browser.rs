@@ -11,6 +11,10 @@ use tokio::process::{Child, Command};
 
 use crate::proc::{DEADLINE, Proc, free_port};
 
+/// A WebSocket client stream, as the cluster tests use it.
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// A headless Chromium session. On drop the session is deleted (which ends
 /// the browser; killing only the driver would leave it running) and the
 /// driver is killed.

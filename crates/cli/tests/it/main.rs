@@ -2,6 +2,8 @@
 //! driven by the seed's own client examples.
 
 mod browser;
+mod cluster;
 mod durability;
 mod proc;
+mod proxy;
 mod seed004;

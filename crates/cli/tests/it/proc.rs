@@ -30,6 +30,16 @@ impl Proc {
 
     /// As [`Proc::spawn`], on a given port (to restart a server in place).
     pub async fn spawn_on(port: u16, dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_with(port, dir, extra, &[]).await
+    }
+
+    /// As [`Proc::spawn_on`], with extra environment variables.
+    pub async fn spawn_with(
+        port: u16,
+        dir: &Path,
+        extra: &[&str],
+        envs: &[(String, String)],
+    ) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_streambus"))
             .arg("serve")
             .arg("--listen")
@@ -38,6 +48,7 @@ impl Proc {
             .arg(dir)
             .args(extra)
             .env("RUST_LOG", "warn")
+            .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -22,6 +22,16 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
+/// Which engine sits behind each seam, so a failed check names it.
+fn engines(state: &AppState) -> serde_json::Value {
+    match state.config.cluster.mode() {
+        Ok(crate::config::Mode::Cluster { .. }) => {
+            json!({"store": "postgresql", "log": "nats-jetstream"})
+        }
+        _ => json!({"store": "sqlite", "log": "in-process"}),
+    }
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.store.ping().await;
     let log = state.log.ping().await;
@@ -30,6 +40,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "checks": {"store": check(store.is_ok()), "log": check(log.is_ok())},
+        "engines": engines(&state),
         "shutting_down": state.shutdown.is_cancelled(),
     });
     let mut res = axum::Json(body).into_response();

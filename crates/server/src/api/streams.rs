@@ -118,8 +118,8 @@ async fn known_streams(state: &AppState) -> Result<Vec<String>, ApiError> {
     names.extend(state.generators.streams(DEFAULT_TENANT));
     names.extend(
         state
-            .hub
             .client_counts(DEFAULT_TENANT)
+            .await
             .into_keys()
             .filter(|s| name::is_stream_name(s)),
     );
@@ -133,7 +133,7 @@ async fn known_streams(state: &AppState) -> Result<Vec<String>, ApiError> {
 
 async fn list_streams(State(state): State<AppState>) -> Result<Response, ApiError> {
     let stored = state.store.list_streams(DEFAULT_TENANT).await?;
-    let clients = state.hub.client_counts(DEFAULT_TENANT);
+    let clients = state.client_counts(DEFAULT_TENANT).await;
     let mut data = BTreeMap::new();
     for name in known_streams(&state).await? {
         let info = stored.iter().find(|s| s.name == name);

@@ -4,9 +4,12 @@
 //!   against a fresh `SqliteStore` per check.
 //! - `sqlite`: what only the embedded store promises — reopen, group commit
 //!   under concurrency, refusal after close.
+//! - `postgres`: `PgStore` — the conformance suite, the cluster insert path and
+//!   what only it promises; needs `STREAMBUS_TEST_POSTGRES_URL` (see there).
 //! - `bench`: an `#[ignore]`d ingest measurement (run in release, by hand).
 
 mod bench;
+mod postgres;
 mod sqlite;
 mod suite;
 

@@ -1,0 +1,299 @@
+//! [`PgStore`]: the cluster `EventStore` (SPEC §7) on PostgreSQL.
+//!
+//! # Shape
+//! In cluster mode NATS JetStream is the log of record and assigns offsets;
+//! every node consumes it in order and calls
+//! [`insert_records`](EventStore::insert_records) with contiguous batches.
+//! All nodes insert the same records, so the insert is idempotent
+//! (`ON CONFLICT DO NOTHING` on the `seq` key and on `(tenant, id)`) and only
+//! the rows a node actually inserted count towards the stream records and
+//! reach its commit hook (`write.rs`). Queries serve history and catch-up
+//! (`read.rs`); retention and stream state are in `maintain.rs`; pool, schema
+//! and migrations in `connect.rs`.
+//!
+//! [`append`](EventStore::append) serves the conformance suite and a
+//! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
+//! transaction-level advisory lock, so nodes sharing the database never hand
+//! out one offset twice. There is no group commit here: each call is one
+//! transaction.
+//!
+//! Writes of one store are serialised by a local mutex, held until the commit
+//! hook returns, so the hook sees each store's records in offset order.
+//!
+//! Bodies are `JSONB`. PostgreSQL normalises them (key order, spacing, number
+//! spelling), so records are rebuilt from `body::text` — `append` returns what
+//! `get` and `query` will later return; `insert_records` hands its hook the
+//! records it was given. JSONB cannot hold U+0000: it is stored as U+FFFD
+//! (`write.rs`), so one such event cannot block a cluster's ingest forever.
+//!
+//! Failures: connection, I/O and pool timeouts are `Unavailable` (the API's
+//! 503 + Retry-After); the pool's short acquire timeout makes calls fail fast
+//! while the server is down, and the pool reconnects once it is back. A
+//! deadlock or serialisation failure is retried once.
+
+mod connect;
+mod maintain;
+mod presence;
+mod read;
+mod rows;
+mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use streambus_core::event::Record;
+use streambus_core::store::{
+    Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
+};
+use streambus_core::validate::NewEvent;
+use streambus_core::{EventStore, StoreError};
+use tracing::error;
+
+use crate::sql_error;
+
+/// Default pool size of a node.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+/// How long a call waits for a pooled connection (or a new one) before it
+/// fails with `Unavailable`: short, so requests fail fast while PostgreSQL is
+/// down instead of piling up.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`EventStore::ping`] waits for `SELECT 1`.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most rows one `INSERT … SELECT FROM UNNEST(…)` statement carries. Arrays
+/// travel as nine bind parameters whatever their length, so PostgreSQL's
+/// 65,535-parameter limit never applies; the bound keeps each statement's
+/// memory and lock footprint moderate.
+pub const MAX_ROWS_PER_INSERT: usize = 1000;
+/// Events one retention step deletes (one short statement each).
+pub const PRUNE_CHUNK: i64 = 2000;
+/// Above this many streams a query filters one scan by `stream = ANY(…)`
+/// instead of merging one index scan per stream.
+pub const MAX_MERGED_STREAMS: usize = 32;
+
+/// How to open a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user[:password]@host[:port]/database[?application_name=…]`.
+    pub url: String,
+    /// Schema holding the tables (created if missing; every connection's
+    /// `search_path`), or `None` for the server's default search path. Letters,
+    /// digits and `_`, not starting with a digit, at most 63 bytes.
+    pub schema: Option<String>,
+    /// Most pooled connections.
+    pub max_connections: u32,
+}
+
+impl PgOptions {
+    /// The defaults for a URL: the default search path and
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// The cluster store: a PostgreSQL pool. See the module documentation.
+///
+/// As with `SqliteStore`, only ids marked `supplied_id` are checked for
+/// duplicates by `append`; a repeated unmarked id violates the unique index and
+/// fails its whole call with `Unavailable`.
+pub struct PgStore {
+    pool: PgPool,
+    /// Key of the transaction-level advisory lock `append` holds while it
+    /// assigns offsets (per schema, so test schemas do not contend).
+    append_lock: i64,
+    /// Serialises this store's writes until their hook returns, so the hook
+    /// sees offsets in order (several tasks may write through one store).
+    writes: tokio::sync::Mutex<()>,
+    /// The live-tail hook; read after each commit.
+    hook: RwLock<Option<CommitHook>>,
+    /// Set by `close`: later calls fail with `Closed`.
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("connections", &self.pool.size())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects, creates the schema if missing and runs migrations under an
+    /// advisory lock (several nodes may start at once). Must be called inside
+    /// a tokio runtime.
+    ///
+    /// # Errors
+    /// `Unavailable` when the server cannot be reached within
+    /// [`ACQUIRE_TIMEOUT`], the URL or schema name is invalid, or a migration
+    /// fails.
+    pub async fn open(opts: PgOptions) -> Result<Self, StoreError> {
+        let (pool, append_lock) = connect::open_pool(&opts).await?;
+        Ok(Self {
+            pool,
+            append_lock,
+            writes: tokio::sync::Mutex::new(()),
+            hook: RwLock::new(None),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The connection pool, for operational queries and tests.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(StoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Calls the commit hook with records that were just committed.
+    fn call_hook(&self, records: &[Arc<Record>]) {
+        if records.is_empty() {
+            return;
+        }
+        let hook = match self.hook.read() {
+            Ok(h) => h.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if let Some(hook) = hook {
+            // A panicking hook must not poison the write path.
+            let call = std::panic::AssertUnwindSafe(|| hook(records));
+            if std::panic::catch_unwind(call).is_err() {
+                error!(records = records.len(), "commit hook panicked");
+            }
+        }
+    }
+}
+
+/// Whether a failed transaction is worth one more try: a deadlock or a
+/// serialisation failure, which PostgreSQL resolves by aborting one side.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
+}
+
+/// Offsets are `u64` in the model and `BIGINT` in PostgreSQL.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn append(
+        &self,
+        tenant: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        self.check_open()?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        write::append(self, tenant, events).await
+    }
+
+    async fn insert_records(&self, records: &[Arc<Record>]) -> Result<(), StoreError> {
+        self.check_open()?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        write::insert_records(self, records).await
+    }
+
+    async fn get(&self, tenant: &str, id: &str) -> Result<Option<Arc<Record>>, StoreError> {
+        self.check_open()?;
+        read::get(&self.pool, tenant, id).await
+    }
+
+    async fn query(&self, tenant: &str, query: &EventQuery) -> Result<Page, StoreError> {
+        self.check_open()?;
+        read::query(&self.pool, tenant, query).await
+    }
+
+    async fn head(&self) -> Result<u64, StoreError> {
+        self.check_open()?;
+        read::head(&self.pool).await
+    }
+
+    async fn list_streams(&self, tenant: &str) -> Result<Vec<StreamInfo>, StoreError> {
+        self.check_open()?;
+        read::list_streams(&self.pool, tenant).await
+    }
+
+    async fn set_stream_state(
+        &self,
+        tenant: &str,
+        stream: &str,
+        state: StreamState,
+        held_after: u64,
+    ) -> Result<StreamInfo, StoreError> {
+        self.check_open()?;
+        maintain::set_stream_state(&self.pool, tenant, stream, state, held_after).await
+    }
+
+    async fn prune(&self, retention: Retention) -> Result<u64, StoreError> {
+        self.check_open()?;
+        maintain::prune(&self.pool, retention).await
+    }
+
+    fn set_commit_hook(&self, hook: CommitHook) {
+        match self.hook.write() {
+            Ok(mut slot) => *slot = Some(hook),
+            Err(poisoned) => *poisoned.into_inner() = Some(hook),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        let probe = sqlx::query("SELECT 1").execute(&self.pool);
+        match tokio::time::timeout(PING_TIMEOUT, probe).await {
+            Ok(done) => done.map(|_| ()).map_err(sql_error),
+            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+        }
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Let a write in progress finish (and call its hook) first.
+        let _idle = self.writes.lock().await;
+        self.pool.close().await;
+    }
+
+    async fn report_presence(
+        &self,
+        node: &str,
+        tenant: &str,
+        counts: &[(String, u64)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        presence::report(&self.pool, node, tenant, counts, now_ms).await
+    }
+
+    async fn presence(
+        &self,
+        tenant: &str,
+        exclude_node: &str,
+        fresh_since_ms: i64,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.check_open()?;
+        presence::others(&self.pool, tenant, exclude_node, fresh_since_ms).await
+    }
+}

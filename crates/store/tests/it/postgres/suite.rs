@@ -1,0 +1,32 @@
+//! The shared `EventStore` conformance suite against `PgStore`, one test per
+//! check, each in a schema of its own (retention and the hook act store-wide).
+
+use streambus_core::EventStore;
+use streambus_core::testsuite::store as suite;
+
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let (store, _db) = crate::pg_store_or_skip!();
+            suite::$check(&store).await;
+            store.close().await;
+        }
+    )*};
+}
+
+conformance!(
+    offsets_increase_in_batch_order,
+    supplied_id_is_stored_once,
+    server_made_ids_never_collide,
+    duplicate_within_batch_returns_first,
+    tenants_are_isolated,
+    query_filters_match,
+    query_time_range_is_start_inclusive_end_exclusive,
+    pagination_visits_every_record_once,
+    streams_auto_create_and_keep_state,
+    prune_by_count_keeps_newest_and_sets_pruned_through,
+    prune_by_age_drops_old_events,
+    commit_hook_sees_new_records_in_order,
+    run_all,
+);
