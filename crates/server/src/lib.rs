@@ -114,6 +114,89 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
     Ok(state)
 }
 
+/// One engine's reachability, as `check-config` reports it.
+#[derive(Debug)]
+pub struct EngineCheck {
+    /// `sqlite`, `postgresql` or `nats-jetstream`.
+    pub engine: &'static str,
+    /// Where it was looked for (a directory or a URL without credentials).
+    pub target: String,
+    /// `Err` with the reason when it could not be reached.
+    pub result: Result<(), String>,
+}
+
+/// Checks each engine `config` selects, independently. Cluster engines are
+/// only asked to answer (nothing is created or migrated); the embedded
+/// database is opened, which creates it if missing.
+///
+/// # Errors
+/// An inconsistent configuration.
+pub async fn check_engines(config: &Config) -> Result<Vec<EngineCheck>, ServeError> {
+    let describe = |e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    };
+    Ok(match config.cluster.mode()? {
+        config::Mode::Embedded => {
+            let dir = config.server.data_dir.clone();
+            let result = match SqliteStore::open(SqliteOptions::new(dir.clone())).await {
+                Ok(store) => {
+                    let ping = store.ping().await.map_err(|e| describe(&e));
+                    store.close().await;
+                    ping
+                }
+                Err(e) => Err(describe(&e)),
+            };
+            vec![EngineCheck {
+                engine: "sqlite",
+                target: dir.display().to_string(),
+                result,
+            }]
+        }
+        config::Mode::Cluster {
+            postgres_url,
+            nats_url,
+        } => {
+            let mut pg = PgOptions::new(postgres_url.clone());
+            pg.schema = Some(config.cluster.postgres_schema.clone()).filter(|s| !s.is_empty());
+            let pg_result = PgStore::probe(&pg).await.map_err(|e| describe(&e));
+            let js = JetStreamOptions::new(nats_url.clone());
+            let nats_result = JetStreamLog::probe(&js).await.map_err(|e| describe(&e));
+            vec![
+                EngineCheck {
+                    engine: "postgresql",
+                    target: without_password(&postgres_url),
+                    result: pg_result,
+                },
+                EngineCheck {
+                    engine: "nats-jetstream",
+                    target: without_password(&nats_url),
+                    result: nats_result,
+                },
+            ]
+        }
+    })
+}
+
+/// A URL with any password replaced, for messages.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` completes, then stops
 /// accepting, closes connections with a proper close frame, and flushes the
 /// writer before returning.

@@ -1,7 +1,9 @@
 //! `streambus check-config`: loads the configuration exactly as `serve` would,
-//! prints the effective settings, and checks that storage opens and answers.
+//! prints the effective settings, and checks that each engine it selects
+//! (SQLite, or PostgreSQL and NATS JetStream) is reachable.
 
 use clap::Args;
+use streambus_server::config::Mode;
 
 use super::serve::ConfigArgs;
 
@@ -12,28 +14,34 @@ pub struct CheckConfigArgs {
     config: ConfigArgs,
 }
 
-/// Validates the configuration and reports each engine's reachability.
+/// Validates the configuration and reports each engine's reachability; fails
+/// when any engine cannot be reached.
 pub async fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
+    let mode = config.cluster.mode()?;
     println!("configuration: ok");
     println!("  listen    {}", config.server.listen);
-    println!("  data_dir  {}", config.server.data_dir.display());
     println!("  demo      {}", config.server.demo);
-    println!(
-        "  storage   sqlite (synchronous={:?})",
-        config.storage.synchronous
-    );
-    let state = streambus_server::open(config).await;
-    match state {
-        Ok(state) => {
-            let ping = state.store.ping().await;
-            state.store.close().await;
-            match ping {
-                Ok(()) => println!("store: reachable"),
-                Err(e) => anyhow::bail!("store: unreachable: {e}"),
+    match mode {
+        Mode::Embedded => println!(
+            "  mode      embedded (data_dir {})",
+            config.server.data_dir.display()
+        ),
+        Mode::Cluster { .. } => println!(
+            "  mode      cluster (JetStream stream {}, subjects {}.>)",
+            config.cluster.stream, config.cluster.subject_prefix
+        ),
+    }
+    let mut unreachable = 0;
+    for check in streambus_server::check_engines(&config).await? {
+        match &check.result {
+            Ok(()) => println!("{}: reachable ({})", check.engine, check.target),
+            Err(why) => {
+                unreachable += 1;
+                println!("{}: UNREACHABLE ({}): {why}", check.engine, check.target);
             }
         }
-        Err(e) => return Err(anyhow::Error::new(e).context("store: cannot open")),
     }
+    anyhow::ensure!(unreachable == 0, "{unreachable} engine(s) unreachable");
     Ok(())
 }

@@ -548,3 +548,48 @@ async fn stream_info_until(
 
 /// A node takes up to one sync interval (500 ms) to see a pause made elsewhere.
 const SYNC_GRACE: Duration = Duration::from_millis(600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_reports_whether_each_engine_is_reachable() {
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_streambus"))
+            .arg("check-config")
+            .args(args)
+            .output()
+            .await
+            .expect("run check-config");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let (ok, text) = run(vec!["--data-dir".into(), dir.path().display().to_string()]).await;
+    assert!(ok && text.contains("sqlite: reachable"), "{text}");
+
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (ok, text) = run(vec![
+        "--postgres-url".into(),
+        format!("postgres://u:secret@{dead}/db"),
+        "--nats-url".into(),
+        format!("nats://{dead}"),
+    ])
+    .await;
+    assert!(!ok, "unreachable engines fail the check: {text}");
+    assert!(
+        text.contains("postgresql: UNREACHABLE") && text.contains("nats-jetstream: UNREACHABLE"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret"),
+        "passwords are not printed: {text}"
+    );
+
+    let Some((pg, nats)) = engines() else { return };
+    let (ok, text) = run(vec!["--postgres-url".into(), pg, "--nats-url".into(), nats]).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("postgresql: reachable") && text.contains("nats-jetstream: reachable"),
+        "{text}"
+    );
+}

@@ -184,6 +184,33 @@ pub struct JetStreamLog {
 }
 
 impl JetStreamLog {
+    /// Checks that NATS answers and JetStream is enabled, without creating
+    /// anything (for `check-config`).
+    ///
+    /// # Errors
+    /// `Unavailable` naming what could not be reached.
+    pub async fn probe(opts: &JetStreamOptions) -> Result<(), LogError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("streambus-check")
+            .connection_timeout(CONNECT_TIMEOUT)
+            .connect(opts.url.as_str())
+            .await
+            .map_err(|e| unavailable("connecting to NATS")(e.into()))?;
+        // A raw request: its reply decodes the same on every server version.
+        let reply = client
+            .request("$JS.API.INFO", bytes::Bytes::new())
+            .await
+            .map_err(|e| unavailable("asking JetStream for account info")(e.into()))?;
+        let info: serde_json::Value = serde_json::from_slice(&reply.payload)
+            .map_err(|e| unavailable("reading JetStream account info")(e.into()))?;
+        match info.get("error") {
+            None => Ok(()),
+            Some(err) => Err(LogError::Unavailable(
+                format!("JetStream is not available: {err}").into(),
+            )),
+        }
+    }
+
     /// Connects, gets or creates the JetStream stream and starts this node's
     /// indexer from the store's head.
     ///

@@ -20,6 +20,26 @@ use crate::sql_error;
 /// `application_name` of our connections unless the URL names one.
 pub const APPLICATION_NAME: &str = "streambus";
 
+/// Connects once and runs `SELECT 1`, creating and migrating nothing (for
+/// `check-config`).
+pub(super) async fn probe(opts: &PgOptions) -> Result<(), StoreError> {
+    use sqlx::ConnectOptions;
+    let connect = PgConnectOptions::from_str(&opts.url).map_err(sql_error)?;
+    let attempt = async {
+        let mut conn = connect.connect().await.map_err(sql_error)?;
+        sqlx::query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map_err(sql_error)?;
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(())
+    };
+    match tokio::time::timeout(ACQUIRE_TIMEOUT, attempt).await {
+        Ok(result) => result,
+        Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+    }
+}
+
 /// Builds the pool, creates the schema if missing and applies migrations;
 /// returns the pool and the key of the append lock.
 pub(super) async fn open_pool(opts: &PgOptions) -> Result<(PgPool, i64), StoreError> {

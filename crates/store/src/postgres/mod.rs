@@ -146,6 +146,14 @@ impl PgStore {
         })
     }
 
+    /// Checks that PostgreSQL answers at `opts.url`, creating nothing.
+    ///
+    /// # Errors
+    /// `Unavailable` when it cannot be reached within a few seconds.
+    pub async fn probe(opts: &PgOptions) -> Result<(), StoreError> {
+        connect::probe(opts).await
+    }
+
     /// The connection pool, for operational queries and tests.
     pub fn pool(&self) -> &PgPool {
         &self.pool
