@@ -21,7 +21,9 @@ use serde::Deserialize;
 use streambus_core::filter::Glob;
 use streambus_core::wire::{MAX_REWIND, offset_value};
 use streambus_core::{DEFAULT_TENANT, EventClass, Filter, name};
-use tokio_util::sync::CancellationToken;
+use std::pin::Pin;
+
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::error::ApiError;
 use super::extract::AppQuery;
@@ -137,7 +139,7 @@ async fn stream_events(
     let live = Live {
         sub,
         heartbeat: tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat),
-        shutdown: state.shutdown.clone(),
+        shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         batch: state.config.delivery.write_batch,
         done: false,
     };
@@ -175,7 +177,8 @@ async fn stream_events(
 struct Live {
     sub: Subscription,
     heartbeat: tokio::time::Interval,
-    shutdown: CancellationToken,
+    /// Registered with the shutdown token once per stream, not per chunk.
+    shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     batch: usize,
     done: bool,
 }
@@ -187,7 +190,7 @@ impl Live {
         }
         tokio::select! {
             biased;
-            _ = self.shutdown.cancelled() => None,
+            _ = &mut self.shutdown => None,
             batch = self.sub.next_batch(self.batch) => match batch {
                 Ok(ds) if ds.len() == 1 => Some((Ok(ds[0].sse_frame()), self)),
                 Ok(ds) => {
