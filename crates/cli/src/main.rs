@@ -32,8 +32,10 @@ enum Command {
     Tail(cmd::tail::TailArgs),
     /// Measure ingest, fan-out and connection cost against a running server.
     Bench(cmd::bench::BenchArgs),
-    /// Load and validate the configuration, and check that storage opens.
+    /// Load and validate the configuration, and check that each engine answers.
     CheckConfig(cmd::check_config::CheckConfigArgs),
+    /// Mint a scoped JWT (e.g. for an OBS overlay URL).
+    Token(cmd::token::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => cmd::tail::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::CheckConfig(args) => cmd::check_config::run(args).await,
+            Command::Token(args) => cmd::token::run(args).await,
         }
     });
     match result {

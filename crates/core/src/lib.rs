@@ -1,10 +1,15 @@
 //! The streambus model and its seams, with no I/O.
 //!
 //! # Layout
-//! - [`event`]: the canonical [`Event`](event::Event) and its enums (SPEC §2).
+//! - [`event`]: the canonical [`Event`] and its enums (SPEC §2).
 //! - [`name`]: validated names — tenants, streams, event types, ids.
 //! - [`validate`]: turns producer input (JSON) into events, naming the bad field.
 //! - [`filter`]: what a consumer wants; evaluated against every delivered event.
+//! - [`consumer`]: a consumer's stored subscription in its JSON form.
+//! - [`event_type`]: the event-type registry entry, its defaults and its
+//!   compiled JSON Schema for `data`.
+//! - [`template`]: named partial events fired with parameters.
+//! - [`lifecycle`]: allowed status transitions and per-overlay status rows.
 //! - [`wire`]: WebSocket messages shared by the server, `tail` and `bench`.
 //! - [`store`] and [`log`]: the two backend seams of SPEC §7. The API layer knows
 //!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
@@ -13,11 +18,16 @@
 //! Keeping this crate free of tokio, sqlx and axum is what lets the traits be
 //! tested without a runtime and the backends be swapped without touching handlers.
 
+pub mod auth;
+pub mod consumer;
 pub mod event;
+pub mod event_type;
 pub mod filter;
+pub mod lifecycle;
 pub mod log;
 pub mod name;
 pub mod store;
+pub mod template;
 #[doc(hidden)]
 pub mod testsuite;
 pub mod time;

@@ -3,13 +3,22 @@
 //! Every method takes the tenant explicitly and never returns another
 //! tenant's rows. Backends: `SqliteStore` (embedded) and `PgStore` (cluster), in
 //! the `streambus-store` crate; both run the same conformance expectations.
+//!
+//! Besides events and streams the store keeps the on-air catalog (issue 4):
+//! event types, templates, overlays' stored subscriptions, and the lifecycle
+//! — per-(event, overlay) status rows and the status inside each event's
+//! stored body. Lifecycle writes are compare-and-set against the stored
+//! state, using the rules of [`crate::lifecycle`].
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventClass, Record};
+use crate::event::{EventClass, Record, Status};
+use crate::event_type::EventTypeDef;
+use crate::lifecycle::AnimationStatus;
+use crate::template::Template;
 use crate::validate::NewEvent;
 
 /// Store failures, named for what the caller can do.
@@ -220,6 +229,142 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Flushes pending writes and stops accepting new ones.
     async fn close(&self);
+
+    /// Creates or replaces the event type `def.name`; true when it was new.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn put_event_type(&self, tenant: &str, def: &EventTypeDef) -> Result<bool, StoreError>;
+
+    /// One event type by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_event_type(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<EventTypeDef>, StoreError>;
+
+    /// Every event type of the tenant, by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_event_types(&self, tenant: &str) -> Result<Vec<EventTypeDef>, StoreError>;
+
+    /// Removes an event type; true when there was one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Creates or replaces the template `template.name`; true when it was new.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn put_template(&self, tenant: &str, template: &Template) -> Result<bool, StoreError>;
+
+    /// One template by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_template(&self, tenant: &str, name: &str) -> Result<Option<Template>, StoreError>;
+
+    /// Every template of the tenant, by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>, StoreError>;
+
+    /// Removes a template; true when there was one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores an overlay's subscription (the canonical filter JSON of
+    /// [`crate::consumer::filter_to_json`]); true when it was new.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn put_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        filter: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+
+    /// An overlay's stored subscription.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Removes an overlay's subscription; true when there was one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_subscription(&self, tenant: &str, overlay_id: &str)
+    -> Result<bool, StoreError>;
+
+    /// Writes one (event, overlay) status row by the compare-and-set rule of
+    /// [`crate::lifecycle::decide_row_write`]: a new row or a newer play is
+    /// written, an older play or a repeated status keeps the stored row, and
+    /// within one play the status must be an allowed transition. Returns the
+    /// row stored afterwards. The event need not exist (rows may arrive before
+    /// a cluster node has indexed it).
+    ///
+    /// # Errors
+    /// `Conflict` for a transition the lifecycle does not allow (nothing
+    /// changes); `Unavailable` when the engine fails.
+    async fn put_animation_status(
+        &self,
+        tenant: &str,
+        row: &AnimationStatus,
+    ) -> Result<AnimationStatus, StoreError>;
+
+    /// The status rows of one event, by overlay id.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn animation_status_by_event(
+        &self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Vec<AnimationStatus>, StoreError>;
+
+    /// The status rows of one overlay, most recently updated first, at most
+    /// `limit` of them.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn animation_status_by_overlay(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AnimationStatus>, StoreError>;
+
+    /// Moves a stored event to `status` at `at_ms`, rewriting `status`,
+    /// `started_at` and `completed_at` in its stored body
+    /// ([`crate::lifecycle::apply_status`]), so later reads show it. Setting
+    /// the status it already has changes nothing. Returns the stored record.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown event; `Conflict` when the event has no
+    /// lifecycle (no `status`) or the transition is not allowed (nothing
+    /// changes); `Unavailable` when the engine fails.
+    async fn set_event_status(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        status: Status,
+        at_ms: i64,
+    ) -> Result<Arc<Record>, StoreError>;
 
     /// Replaces this node's report of connection counts per stream (cluster
     /// presence). A backend that serves one node keeps nothing.

@@ -127,6 +127,11 @@ const FIELDS: &[&str] = &[
     "internal",
 ];
 
+/// Is `key` a field an event given as JSON may have (any accepted spelling)?
+pub fn is_event_field(key: &str) -> bool {
+    FIELDS.contains(&key)
+}
+
 /// Checks an event's encoded size against the limit.
 ///
 /// # Errors

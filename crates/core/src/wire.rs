@@ -74,6 +74,9 @@ pub struct Subscribe {
     pub overlay_id: Option<String>,
     /// What the client wants.
     pub filter: Filter,
+    /// True when the frame gave any filter field; an overlay that gives none
+    /// gets its stored subscription (`PUT /subscriptions/{overlay_id}`).
+    pub filter_given: bool,
     /// Resume after this offset.
     pub since: Option<u64>,
     /// Start with the last N matching events.
@@ -96,7 +99,7 @@ pub struct WireError {
 }
 
 impl WireError {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self {
             code: codes::INVALID,
             message: format!("{field}: {}", message.into()),
@@ -179,12 +182,7 @@ fn take_ref(obj: &mut Map<String, Value>) -> Result<Option<String>, WireError> {
 }
 
 fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> {
-    let mut take = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| obj.remove(*k))
-            .filter(|v| !v.is_null())
-    };
-    let overlay_id = match take(&["overlayId", "overlay_id", "overlay"]) {
+    let overlay_id = match take(&mut obj, &["overlayId", "overlay_id", "overlay"]) {
         None => None,
         Some(Value::String(s)) if crate::name::is_event_id(&s) => Some(s),
         Some(_) => {
@@ -194,41 +192,14 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
             ));
         }
     };
-    let streams = strings("streams", take(&["streams", "stream", "stream_id"]))?;
-    let types = strings("eventTypes", take(&["eventTypes", "event_types", "types"]))?;
-    let classes = strings("classes", take(&["classes"]))?
-        .iter()
-        .map(|c| {
-            EventClass::parse(c)
-                .ok_or_else(|| WireError::invalid("classes", format!("unknown class `{c}`")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let tags = strings("tags", take(&["tags"]))?;
-    let min_priority = match take(&["minPriority", "min_priority"]) {
-        None => None,
-        Some(Value::String(p)) => Some(Priority::parse(&p).ok_or_else(|| {
-            WireError::invalid("minPriority", "must be one of low, normal, high, critical")
-        })?),
-        Some(_) => return Err(WireError::invalid("minPriority", "must be a string")),
-    };
-    let mut fields = match take(&["filter"]) {
-        None => Vec::new(),
-        Some(v) => field_matches(v)?,
-    };
-    let teams = strings("teams", take(&["teams"]))?;
-    if !teams.is_empty() {
-        fields.push(FieldMatch {
-            path: "data.team".into(),
-            values: teams.into_iter().map(Value::from).collect(),
-        });
-    }
-    let since = match take(&["since"]) {
+    let filter = take_filter(&mut obj)?;
+    let since = match take(&mut obj, &["since"]) {
         None => None,
         Some(v) => Some(offset_value(&v).ok_or_else(|| {
             WireError::invalid("since", "must be an offset (a non-negative integer)")
         })?),
     };
-    let rewind = match take(&["rewind"]) {
+    let rewind = match take(&mut obj, &["rewind"]) {
         None => None,
         Some(v) => Some(
             v.as_u64()
@@ -245,6 +216,84 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
     if let Some(k) = obj.keys().next() {
         return Err(WireError::invalid(k, "unknown field"));
     }
+    let filter_given = filter.is_some();
+    let mut filter = filter.unwrap_or_default();
+    filter.hide_system = overlay_id.is_some();
+    Ok(Subscribe {
+        overlay_id,
+        filter,
+        filter_given,
+        since,
+        rewind,
+    })
+}
+
+/// Removes the first of `keys` present in `obj`; `null` counts as absent.
+fn take(obj: &mut Map<String, Value>, keys: &[&str]) -> Option<Value> {
+    keys.iter()
+        .find_map(|k| obj.remove(*k))
+        .filter(|v| !v.is_null())
+}
+
+/// Takes the filter fields of a `SUBSCRIBE` out of `obj` — `streams`,
+/// `eventTypes`, `classes`, `tags`, `minPriority`, `filter` and seed 001's
+/// `teams`, with their accepted spellings — and builds the filter they
+/// describe (`hide_system` unset). `None` when `obj` holds none of them.
+/// Shared by `SUBSCRIBE` and the stored overlay subscriptions
+/// (`PUT /subscriptions/{overlay_id}`), so both accept exactly the same.
+///
+/// # Errors
+/// The first offending field.
+pub fn take_filter(obj: &mut Map<String, Value>) -> Result<Option<Filter>, WireError> {
+    let streams = take(obj, &["streams", "stream", "stream_id"]);
+    let types = take(obj, &["eventTypes", "event_types", "types"]);
+    let classes = take(obj, &["classes"]);
+    let tags = take(obj, &["tags"]);
+    let min_priority = take(obj, &["minPriority", "min_priority"]);
+    let fields = take(obj, &["filter"]);
+    let teams = take(obj, &["teams"]);
+    let given = [
+        &streams,
+        &types,
+        &classes,
+        &tags,
+        &min_priority,
+        &fields,
+        &teams,
+    ]
+    .iter()
+    .any(|v| v.is_some());
+    if !given {
+        return Ok(None);
+    }
+    let streams = strings("streams", streams)?;
+    let types = strings("eventTypes", types)?;
+    let classes = strings("classes", classes)?
+        .iter()
+        .map(|c| {
+            EventClass::parse(c)
+                .ok_or_else(|| WireError::invalid("classes", format!("unknown class `{c}`")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let tags = strings("tags", tags)?;
+    let min_priority = match min_priority {
+        None => None,
+        Some(Value::String(p)) => Some(Priority::parse(&p).ok_or_else(|| {
+            WireError::invalid("minPriority", "must be one of low, normal, high, critical")
+        })?),
+        Some(_) => return Err(WireError::invalid("minPriority", "must be a string")),
+    };
+    let mut fields = match fields {
+        None => Vec::new(),
+        Some(v) => field_matches(v)?,
+    };
+    let teams = strings("teams", teams)?;
+    if !teams.is_empty() {
+        fields.push(FieldMatch {
+            path: "data.team".into(),
+            values: teams.into_iter().map(Value::from).collect(),
+        });
+    }
     for s in &streams {
         if !is_stream_pattern(s) {
             return Err(WireError::invalid(
@@ -253,21 +302,15 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
             ));
         }
     }
-    let filter = Filter {
+    Ok(Some(Filter {
         streams: streams.into_iter().map(Glob::new).collect(),
         types: types.into_iter().map(Glob::new).collect(),
         classes,
         tags,
         min_priority,
         fields,
-        hide_system: overlay_id.is_some(),
-    };
-    Ok(Subscribe {
-        overlay_id,
-        filter,
-        since,
-        rewind,
-    })
+        hide_system: false,
+    }))
 }
 
 /// Is `s` a stream name, or a glob that could match one?
@@ -443,6 +486,17 @@ mod tests {
         assert_eq!(s.overlay_id.as_deref(), Some("main"));
         assert_eq!(s.since, Some(41));
         assert_eq!(s.rewind, Some(5));
+        assert!(s.filter.hide_system);
+        assert!(s.filter_given);
+        let m =
+            ClientMessage::parse(r#"{"type":"SUBSCRIBE","overlayId":"main","since":3}"#).unwrap();
+        let ClientMessage::Subscribe(s) = m else {
+            panic!()
+        };
+        assert!(
+            !s.filter_given,
+            "an overlay without filter fields uses its stored one"
+        );
         assert!(s.filter.hide_system);
         assert!(
             matches!(ClientMessage::parse(r#"{"type":"ping","ref":7}"#), Ok(ClientMessage::Ping { reference: Some(r) }) if r == "7")

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use streambus_core::validate::{PublishContext, event_from_json};
+use streambus_core::validate::PublishContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -145,7 +145,7 @@ async fn emit(state: &AppState, tenant: &str, stream: &str, body: Value) {
         source: Some("generator"),
         correlation_id: None,
     };
-    match event_from_json(body, &ctx) {
+    match crate::publish::prepare(state, tenant, body, &ctx) {
         Ok(event) => {
             if let Err(e) = publish_one(state, tenant, event).await {
                 warn!(error = %e, stream, "generator could not publish");
@@ -224,6 +224,7 @@ impl XorShift {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streambus_core::validate::event_from_json;
 
     #[test]
     fn samples_are_valid_events() {

@@ -6,16 +6,19 @@
 //! - [`state`]: what handlers share; only the seam traits, never a backend.
 //! - [`hub`]: the node's fan-out; [`subscription`]: one connection's view of it.
 //! - [`publish`]: the one publish path; [`generator`]: demo streams.
+//! - [`registry`]: this node's compiled copy of the event-type registry.
 //! - [`api`]: routes, one module per group, and the problem+json error type.
 //!
 //! [`open`] builds the state from a configuration; [`serve`] runs it on a bound
 //! listener until the shutdown future completes, then drains (SPEC §3.5).
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod generator;
 pub mod hub;
 pub mod publish;
+pub mod registry;
 pub mod state;
 pub mod subscription;
 pub mod sync;
@@ -110,6 +113,11 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
             }
         }
         Err(e) => warn!(error = %e, "cannot read stream states"),
+    }
+    // Loaded before the first request, so a restart never publishes a
+    // registered type unchecked; kept fresh by `registry::run`.
+    if let Err(e) = state.types.reload(&*state.store, DEFAULT_TENANT).await {
+        warn!(error = %e, "cannot read event types");
     }
     Ok(state)
 }
@@ -212,6 +220,7 @@ pub async fn serve(
         tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
     state.tasks.spawn(retention(state.clone()));
     state.tasks.spawn(sync::run(state.clone()));
+    state.tasks.spawn(registry::run(state.clone()));
     if state.config.server.demo {
         for stream in generator::DEMO_STREAMS {
             state.generators.start(&state, DEFAULT_TENANT, stream);

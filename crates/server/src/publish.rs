@@ -1,11 +1,13 @@
-//! The one publish path, shared by REST, WebSocket, the seed 004 broadcast and
-//! the demo generators: validate each item, append the valid ones as one
-//! batch (one group commit), and report per item. A bad item never costs a
-//! good neighbour its place (SPEC §3).
+//! The one publish path, shared by REST, WebSocket, the seed 004 broadcast,
+//! template fires and the demo generators: validate each item (honouring the
+//! event-type registry), append the valid ones as one batch (one group
+//! commit), and report per item. A bad item never costs a good neighbour its
+//! place (SPEC §3).
 
 use std::sync::Arc;
 
 use serde_json::Value;
+use streambus_core::ValidationError;
 use streambus_core::store::Appended;
 use streambus_core::validate::{self, NewEvent, PublishContext};
 
@@ -21,15 +23,57 @@ pub enum ItemResult {
     Rejected(ApiError),
 }
 
-/// Validates one JSON item whose encoded size is `len`.
+/// Validates one JSON item whose encoded size is `len`: the size limit,
+/// then [`prepare`].
+///
+/// # Errors
+/// 413 for an oversized item, 422 naming the field otherwise.
 pub fn validate_item(
     state: &AppState,
+    tenant: &str,
     value: Value,
     len: usize,
     ctx: &PublishContext<'_>,
 ) -> Result<NewEvent, ApiError> {
     validate::check_size(len, &state.limits)?;
-    Ok(validate::event_from_json(value, ctx)?)
+    Ok(prepare(state, tenant, value, ctx)?)
+}
+
+/// Turns one JSON item into an event, honouring the event-type registry
+/// (SPEC §2 "Event type"): when its type is registered, the type's defaults
+/// fill what the producer left out (before validation, so validation still
+/// sees what was given), and then `data` must satisfy the type's schema.
+/// Every publish path — REST single, batch and NDJSON, WebSocket `PUBLISH`,
+/// the seed 004 broadcast, template fires and the demo generators — comes
+/// through here.
+///
+/// # Errors
+/// The offending field; for a schema failure `data` plus the JSON pointer of
+/// the failing location (`data/score`), with the schema's message.
+pub fn prepare(
+    state: &AppState,
+    tenant: &str,
+    mut value: Value,
+    ctx: &PublishContext<'_>,
+) -> Result<NewEvent, ValidationError> {
+    let registered = match &mut value {
+        Value::Object(obj) => {
+            let name = ["type", "event_type"]
+                .iter()
+                .find_map(|k| obj.get(*k).and_then(Value::as_str));
+            let registered = name.and_then(|n| state.types.get(tenant, n));
+            if let Some(t) = &registered {
+                t.apply_defaults(obj);
+            }
+            registered
+        }
+        _ => None,
+    };
+    let event = validate::event_from_json(value, ctx)?;
+    if let Some(t) = registered {
+        t.check_data(&event.event.data)?;
+    }
+    Ok(event)
 }
 
 /// Appends the valid items in one batch and reports every item in order.

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::generator::Generators;
 use crate::hub::Hub;
+use crate::registry::TypeRegistry;
 
 /// Cloneable handle on the server state.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct Inner {
     pub hub: Arc<Hub>,
     /// Demo generators per stream.
     pub generators: Generators,
+    /// Registered event types, compiled; reloaded from the store.
+    pub types: TypeRegistry,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Long-lived connection tasks, awaited at shutdown.
@@ -56,6 +59,7 @@ impl AppState {
             log,
             hub,
             generators: Generators::default(),
+            types: TypeRegistry::default(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             node_id,

@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`sqlite`]: [`SqliteStore`], the embedded default — one SQLite file in WAL
 //!   mode, one writer task doing group commit, a small read-only pool.
+//! - `catalog`: what both backends share for the on-air catalog and the
+//!   lifecycle (issue 4): body encoding, status columns, status changes.
 //! - [`migrate`]: the schema-migration runner every SQL backend shares, with
 //!   the SQL embedded from `migrations/<backend>/`.
 //! - [`postgres`]: [`PgStore`], the cluster store — a PostgreSQL pool that
@@ -13,6 +15,7 @@
 //! knows nothing of HTTP or of the log: `LocalLog` is handed an
 //! `Arc<dyn EventStore>` and tails it through the commit hook.
 
+mod catalog;
 pub mod migrate;
 pub mod postgres;
 pub mod sqlite;

@@ -60,6 +60,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "presence",
             sql: include_str!("../migrations/sqlite/0003_presence.sql"),
         },
+        Migration {
+            version: 4,
+            name: "on_air",
+            sql: include_str!("../migrations/sqlite/0004_on_air.sql"),
+        },
     ],
 };
 
@@ -83,6 +88,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 3,
             name: "presence",
             sql: include_str!("../migrations/postgres/0003_presence.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "on_air",
+            sql: include_str!("../migrations/postgres/0004_on_air.sql"),
         },
     ],
 };

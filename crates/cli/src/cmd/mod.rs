@@ -6,3 +6,4 @@ pub mod client;
 pub mod publish;
 pub mod serve;
 pub mod tail;
+pub mod token;

@@ -17,7 +17,7 @@ use crate::proc::{DEADLINE, Proc, free_port};
 use crate::proxy::Proxy;
 
 /// The engines, or `None` (printing why) when the variables are not set.
-fn engines() -> Option<(String, String)> {
+pub(crate) fn engines() -> Option<(String, String)> {
     let pg = std::env::var("STREAMBUS_TEST_POSTGRES_URL").ok();
     let nats = std::env::var("STREAMBUS_TEST_NATS_URL").ok();
     match (pg, nats) {
@@ -34,9 +34,9 @@ fn engines() -> Option<(String, String)> {
 }
 
 /// Nodes sharing one schema and one JetStream stream, removed on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     nodes: Vec<Option<Proc>>,
-    ports: Vec<u16>,
+    pub(crate) ports: Vec<u16>,
     dirs: Vec<tempfile::TempDir>,
     env: Vec<(String, String)>,
     pg_url: String,
@@ -46,7 +46,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(n: usize, pg_url: &str, nats_url: &str) -> Self {
+    pub(crate) async fn start(n: usize, pg_url: &str, nats_url: &str) -> Self {
         let tag = format!("{:08x}", rand_u32());
         let schema = format!("sbt_{tag}");
         let stream = format!("SBT_{tag}");
@@ -84,7 +84,7 @@ impl Cluster {
         c
     }
 
-    fn url(&self, i: usize, path: &str) -> String {
+    pub(crate) fn url(&self, i: usize, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.ports[i], path)
     }
 
@@ -94,7 +94,7 @@ impl Cluster {
         }
     }
 
-    async fn cleanup(&self) {
+    pub(crate) async fn cleanup(&self) {
         remove(&self.pg_url, &self.nats_url, &self.schema, &self.stream).await;
     }
 }
@@ -152,7 +152,11 @@ fn rand_u32() -> u32 {
     (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
 }
 
-async fn publish(client: &reqwest::Client, url: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> reqwest::Response {
     client.post(url).json(body).send().await.expect("publish")
 }
 
@@ -178,7 +182,7 @@ async fn history(client: &reqwest::Client, base: &str, stream: &str) -> Vec<Valu
     }
 }
 
-async fn ws_subscribe(port: u16, req: Value) -> crate::browser::WsStream {
+pub(crate) async fn ws_subscribe(port: u16, req: Value) -> crate::browser::WsStream {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/api/v1/ws"))
         .await
         .expect("ws");
@@ -195,7 +199,7 @@ async fn ws_subscribe(port: u16, req: Value) -> crate::browser::WsStream {
     }
 }
 
-async fn ws_next(ws: &mut crate::browser::WsStream) -> Value {
+pub(crate) async fn ws_next(ws: &mut crate::browser::WsStream) -> Value {
     loop {
         let msg = tokio::time::timeout(DEADLINE, ws.next())
             .await
@@ -208,7 +212,7 @@ async fn ws_next(ws: &mut crate::browser::WsStream) -> Value {
     }
 }
 
-async fn ws_events(ws: &mut crate::browser::WsStream, n: usize) -> Vec<Value> {
+pub(crate) async fn ws_events(ws: &mut crate::browser::WsStream, n: usize) -> Vec<Value> {
     let mut out = Vec::new();
     while out.len() < n {
         let m = ws_next(ws).await;

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cluster;
+mod cluster_catalog;
 mod durability;
 mod proc;
 mod proxy;

@@ -5,9 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use streambus_core::event::Status;
+use streambus_core::event_type::EventTypeDef;
+use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, EventStore, Page, Retention, StreamInfo, StreamState,
 };
+use streambus_core::template::Template;
 use streambus_core::testsuite::fresh_tenant;
 use streambus_core::validate::NewEvent;
 use streambus_core::{EventLog, Record, StoreError};
@@ -73,6 +77,87 @@ impl EventStore for FlakyStore {
     }
     async fn close(&self) {
         self.inner.close().await;
+    }
+    async fn put_event_type(&self, tenant: &str, def: &EventTypeDef) -> Result<bool, StoreError> {
+        self.inner.put_event_type(tenant, def).await
+    }
+    async fn get_event_type(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<EventTypeDef>, StoreError> {
+        self.inner.get_event_type(tenant, name).await
+    }
+    async fn list_event_types(&self, tenant: &str) -> Result<Vec<EventTypeDef>, StoreError> {
+        self.inner.list_event_types(tenant).await
+    }
+    async fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_event_type(tenant, name).await
+    }
+    async fn put_template(&self, tenant: &str, t: &Template) -> Result<bool, StoreError> {
+        self.inner.put_template(tenant, t).await
+    }
+    async fn get_template(&self, tenant: &str, name: &str) -> Result<Option<Template>, StoreError> {
+        self.inner.get_template(tenant, name).await
+    }
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>, StoreError> {
+        self.inner.list_templates(tenant).await
+    }
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_template(tenant, name).await
+    }
+    async fn put_subscription(
+        &self,
+        tenant: &str,
+        overlay: &str,
+        filter: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_subscription(tenant, overlay, filter).await
+    }
+    async fn get_subscription(
+        &self,
+        tenant: &str,
+        overlay: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.inner.get_subscription(tenant, overlay).await
+    }
+    async fn delete_subscription(&self, tenant: &str, overlay: &str) -> Result<bool, StoreError> {
+        self.inner.delete_subscription(tenant, overlay).await
+    }
+    async fn put_animation_status(
+        &self,
+        tenant: &str,
+        row: &AnimationStatus,
+    ) -> Result<AnimationStatus, StoreError> {
+        self.inner.put_animation_status(tenant, row).await
+    }
+    async fn animation_status_by_event(
+        &self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        self.inner.animation_status_by_event(tenant, event_id).await
+    }
+    async fn animation_status_by_overlay(
+        &self,
+        tenant: &str,
+        overlay: &str,
+        limit: usize,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        self.inner
+            .animation_status_by_overlay(tenant, overlay, limit)
+            .await
+    }
+    async fn set_event_status(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        status: Status,
+        at_ms: i64,
+    ) -> Result<Arc<Record>, StoreError> {
+        self.inner
+            .set_event_status(tenant, event_id, status, at_ms)
+            .await
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::json;
 use streambus_core::ValidationError;
 use streambus_core::log::LogError;
 use streambus_core::store::StoreError;
+use streambus_core::wire::WireError;
 use tracing::error;
 
 use crate::subscription::SubError;
@@ -38,6 +39,10 @@ pub enum ApiError {
     /// Wrong method (405).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request conflicts with the stored state, e.g. a lifecycle
+    /// transition that is not allowed (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
@@ -69,6 +74,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,6 +89,7 @@ impl ApiError {
             Self::BadRequest { .. } => "bad-request",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
+            Self::Conflict(_) => "conflict",
             Self::TooLarge(_) => "too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unavailable(_) => "unavailable",
@@ -142,8 +149,28 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound("not found".into()),
+            StoreError::Conflict(detail) => Self::Conflict(detail),
             StoreError::Unavailable(_) | StoreError::Closed => Self::Unavailable(Box::new(e)),
             other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<WireError> for ApiError {
+    /// A refused filter (stored overlay subscriptions share the `SUBSCRIBE`
+    /// parser) is a validation error naming its field.
+    fn from(e: WireError) -> Self {
+        match e.field {
+            Some(field) => {
+                let prefix = format!("{field}: ");
+                let reason = e
+                    .message
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&e.message)
+                    .to_owned();
+                Self::Validation(ValidationError::new(field, reason))
+            }
+            None => Self::Validation(ValidationError::new("", e.message)),
         }
     }
 }

@@ -90,7 +90,7 @@ async fn publish_events(
     {
         BodyKind::One => {
             let value = json_body(&body)?;
-            let event = validate_item(&state, value, body.len(), &ctx)?;
+            let event = validate_item(&state, DEFAULT_TENANT, value, body.len(), &ctx)?;
             let a = publish_one(&state, DEFAULT_TENANT, event).await?;
             let status = if a.duplicate {
                 StatusCode::OK
@@ -139,7 +139,7 @@ async fn publish_events(
     }
     let validated = items
         .into_iter()
-        .map(|(value, len)| value.and_then(|v| validate_item(&state, v, len, &ctx)))
+        .map(|(value, len)| value.and_then(|v| validate_item(&state, DEFAULT_TENANT, v, len, &ctx)))
         .collect();
     let results = publish_batch(&state, DEFAULT_TENANT, validated).await?;
     let mut out = Vec::with_capacity(results.len() * 256);

@@ -10,6 +10,9 @@ pub mod extract;
 pub mod health;
 pub mod sse;
 pub mod streams;
+pub mod subscriptions;
+pub mod templates;
+pub mod types;
 pub mod ws;
 
 use axum::Router;
@@ -26,6 +29,9 @@ pub fn router(state: AppState) -> Router {
     let seed004 = streams::router().merge(sse::router());
     let api = Router::new()
         .merge(events::router())
+        .merge(types::router())
+        .merge(templates::router())
+        .merge(subscriptions::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

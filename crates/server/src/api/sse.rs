@@ -18,10 +18,10 @@ use axum::routing::get;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
+use std::pin::Pin;
 use streambus_core::filter::Glob;
 use streambus_core::wire::{MAX_REWIND, offset_value};
 use streambus_core::{DEFAULT_TENANT, EventClass, Filter, name};
-use std::pin::Pin;
 
 use tokio_util::sync::WaitForCancellationFutureOwned;
 

@@ -78,7 +78,7 @@ async fn broadcast(
             };
             let v = Value::Object(obj.clone());
             let len = body.len();
-            validate_item(&state, v, len, &ctx)
+            validate_item(&state, DEFAULT_TENANT, v, len, &ctx)
         })
         .collect::<Vec<_>>();
     // One shared body: the first refusal is every item's refusal.

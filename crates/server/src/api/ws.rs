@@ -15,13 +15,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
-use streambus_core::validate::{PublishContext, check_size, event_from_json};
+use streambus_core::validate::{PublishContext, check_size};
 use streambus_core::wire::{ClientMessage, ServerMessage, Subscribe, close, codes};
-use streambus_core::{DEFAULT_TENANT, time};
+use streambus_core::{DEFAULT_TENANT, Filter, consumer, time};
 use tracing::{debug, instrument};
 
 use super::error::ApiError;
-use crate::publish::publish_one;
+use crate::publish::{prepare, publish_one};
 use crate::state::AppState;
 use crate::subscription::{StartAt, SubError, Subscription};
 
@@ -48,9 +48,13 @@ async fn connection(state: AppState, socket: WebSocket) {
     let max_inflight = state.config.limits.max_inflight_publishes;
     let batch = state.config.delivery.write_batch;
     let max_frame = state.config.limits.max_frame_bytes;
+    // One registration with the shutdown token for the connection's life,
+    // not one per loop turn (that would take the token's lock per event).
+    let shutdown = state.shutdown.clone().cancelled_owned();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = state.shutdown.cancelled() => {
+            _ = &mut shutdown => {
                 close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
                 break;
             }
@@ -160,7 +164,8 @@ async fn handle_text(
                 source: Some("websocket"),
                 ..Default::default()
             };
-            let event = match event_from_json(event, &ctx) {
+            // The shared publish path: event-type defaults and schemas apply.
+            let event = match prepare(state, DEFAULT_TENANT, event, &ctx) {
                 Ok(e) => e,
                 Err(e) => {
                     return Some(ServerMessage::Error {
@@ -211,7 +216,16 @@ async fn subscribe(
         since: req.since,
         rewind: req.rewind,
     };
-    match Subscription::start(state, DEFAULT_TENANT, req.filter, at).await {
+    let mut filter = req.filter;
+    if let Some(overlay) = &req.overlay_id
+        && !req.filter_given
+    {
+        // An overlay that names no filter gets its stored subscription.
+        filter = stored_filter(state, overlay)
+            .await
+            .map_err(|e| api_error(&e, None))?;
+    }
+    match Subscription::start(state, DEFAULT_TENANT, filter, at).await {
         Ok((s, started)) => Ok((
             s,
             ServerMessage::Subscribed {
@@ -222,6 +236,23 @@ async fn subscribe(
         )),
         Err(e) => Err(api_error(&ApiError::from(e), None)),
     }
+}
+
+/// An overlay's stored subscription (`PUT /subscriptions/{overlay_id}`), or
+/// everything when it has none; `system` events hidden as for any overlay.
+async fn stored_filter(state: &AppState, overlay: &str) -> Result<Filter, ApiError> {
+    let mut filter = match state
+        .store
+        .get_subscription(DEFAULT_TENANT, overlay)
+        .await?
+    {
+        Some(stored) => consumer::filter_from_json(stored).map_err(|e| {
+            ApiError::Internal(format!("stored subscription of `{overlay}`: {e}").into())
+        })?,
+        None => Filter::default(),
+    };
+    filter.hide_system = true;
+    Ok(filter)
 }
 
 fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {

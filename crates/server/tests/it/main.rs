@@ -11,4 +11,7 @@ mod seed004;
 mod slow;
 mod smoke;
 mod sse;
+mod subscriptions;
+mod templates;
+mod types;
 mod ws;

@@ -129,6 +129,24 @@ impl TestServer {
         .await
     }
 
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Resp {
+        Resp::from(
+            http()
+                .put(self.url(path))
+                .json(body)
+                .send()
+                .await
+                .expect("PUT"),
+        )
+        .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Resp {
+        Resp::from(http().delete(self.url(path)).send().await.expect("DELETE")).await
+    }
+
     /// `POST path` with a raw body and an optional content type.
     pub async fn post_raw(
         &self,

@@ -9,7 +9,9 @@
 //! the rows a node actually inserted count towards the stream records and
 //! reach its commit hook (`write.rs`). Queries serve history and catch-up
 //! (`read.rs`); retention and stream state are in `maintain.rs`; pool, schema
-//! and migrations in `connect.rs`.
+//! and migrations in `connect.rs`; the on-air catalog (event types,
+//! templates, overlay subscriptions) in `catalog.rs` and the lifecycle
+//! (status rows, event status) in `lifecycle.rs`.
 //!
 //! [`append`](EventStore::append) serves the conformance suite and a
 //! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
@@ -31,7 +33,9 @@
 //! while the server is down, and the pool reconnects once it is back. A
 //! deadlock or serialisation failure is retried once.
 
+mod catalog;
 mod connect;
+mod lifecycle;
 mod maintain;
 mod presence;
 mod read;
@@ -45,9 +49,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::PgPool;
 use streambus_core::event::Record;
+use streambus_core::event::Status;
+use streambus_core::event_type::EventTypeDef;
+use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
+use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
 use streambus_core::{EventStore, StoreError};
 use tracing::error;
@@ -282,6 +290,131 @@ impl EventStore for PgStore {
         // Let a write in progress finish (and call its hook) first.
         let _idle = self.writes.lock().await;
         self.pool.close().await;
+    }
+
+    async fn put_event_type(&self, tenant: &str, def: &EventTypeDef) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::put(&self.pool, &catalog::EVENT_TYPES, tenant, &def.name, def).await
+    }
+
+    async fn get_event_type(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<EventTypeDef>, StoreError> {
+        self.check_open()?;
+        catalog::get(&self.pool, &catalog::EVENT_TYPES, tenant, name).await
+    }
+
+    async fn list_event_types(&self, tenant: &str) -> Result<Vec<EventTypeDef>, StoreError> {
+        self.check_open()?;
+        catalog::list(&self.pool, &catalog::EVENT_TYPES, tenant).await
+    }
+
+    async fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::delete(&self.pool, &catalog::EVENT_TYPES, tenant, name).await
+    }
+
+    async fn put_template(&self, tenant: &str, template: &Template) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::put(
+            &self.pool,
+            &catalog::TEMPLATES,
+            tenant,
+            &template.name,
+            template,
+        )
+        .await
+    }
+
+    async fn get_template(&self, tenant: &str, name: &str) -> Result<Option<Template>, StoreError> {
+        self.check_open()?;
+        catalog::get(&self.pool, &catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>, StoreError> {
+        self.check_open()?;
+        catalog::list(&self.pool, &catalog::TEMPLATES, tenant).await
+    }
+
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::delete(&self.pool, &catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn put_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        filter: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::put(
+            &self.pool,
+            &catalog::SUBSCRIPTIONS,
+            tenant,
+            overlay_id,
+            filter,
+        )
+        .await
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.check_open()?;
+        catalog::get(&self.pool, &catalog::SUBSCRIPTIONS, tenant, overlay_id).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::delete(&self.pool, &catalog::SUBSCRIPTIONS, tenant, overlay_id).await
+    }
+
+    async fn put_animation_status(
+        &self,
+        tenant: &str,
+        row: &AnimationStatus,
+    ) -> Result<AnimationStatus, StoreError> {
+        self.check_open()?;
+        lifecycle::put_row(&self.pool, tenant, row).await
+    }
+
+    async fn animation_status_by_event(
+        &self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        self.check_open()?;
+        lifecycle::by_event(&self.pool, tenant, event_id).await
+    }
+
+    async fn animation_status_by_overlay(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        self.check_open()?;
+        lifecycle::by_overlay(&self.pool, tenant, overlay_id, limit).await
+    }
+
+    async fn set_event_status(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        status: Status,
+        at_ms: i64,
+    ) -> Result<Arc<Record>, StoreError> {
+        self.check_open()?;
+        lifecycle::set_event(&self.pool, tenant, event_id, status, at_ms).await
     }
 
     async fn report_presence(

@@ -16,17 +16,23 @@
 //! Durability: with WAL and `synchronous=NORMAL` (the default) a committed
 //! transaction survives the process being killed; `synchronous=FULL` also
 //! survives power loss at some cost per commit.
+//!
+//! The on-air catalog (event types, templates, overlay subscriptions) and
+//! the lifecycle writes run on the writer task too, as short jobs between
+//! group commits (`catalog.rs`, `lifecycle.rs`). Options, tunables and
+//! counters are in `options.rs`.
 
+mod catalog;
 mod checkpoint;
+mod lifecycle;
 mod maintain;
+mod options;
 mod pipe;
 mod read;
 mod writer;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -35,9 +41,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row};
 use streambus_core::event::Record;
+use streambus_core::event::Status;
+use streambus_core::event_type::EventTypeDef;
+use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
+use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
 use streambus_core::{EventStore, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -46,62 +56,12 @@ use tracing::{info, warn};
 
 use crate::sql_error;
 use checkpoint::Checkpointer;
+use options::AUTOCHECKPOINT_PAGES;
+pub use options::{
+    BUSY_TIMEOUT, DB_FILE, DEFAULT_BATCH_MAX, DEFAULT_QUEUE, PAGE_SIZE, PRUNE_CHUNK,
+    READ_CONNECTIONS, SqliteOptions, SqliteStats,
+};
 use writer::{Pending, Request, Writer};
-
-/// File name of the database inside the data directory.
-pub const DB_FILE: &str = "streambus.db";
-/// Default most events one group-commit transaction takes from the queue.
-pub const DEFAULT_BATCH_MAX: usize = 4096;
-/// Default bound of the writer's request queue (requests, not events).
-pub const DEFAULT_QUEUE: usize = 8192;
-/// Read-only connections serving `get`, `query` and `list_streams`.
-pub const READ_CONNECTIONS: u32 = 4;
-/// How long a connection waits for a lock before failing (`busy_timeout`).
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Page size of a new database. Larger pages mean fewer B-tree splits for an
-/// append-mostly table (measured: less writer CPU per event than 4 KiB).
-pub const PAGE_SIZE: u32 = 16 * 1024;
-/// WAL pages after which a COMMIT checkpoints by itself: a backstop only, the
-/// checkpoint task normally keeps the WAL far smaller (256 MiB at 16 KiB pages).
-const AUTOCHECKPOINT_PAGES: &str = "16384";
-/// Events one retention step deletes; the writer serves appends between steps.
-pub const PRUNE_CHUNK: usize = 2000;
-
-/// How to open a [`SqliteStore`].
-#[derive(Debug, Clone)]
-pub struct SqliteOptions {
-    /// Directory holding `streambus.db` (created if missing).
-    pub data_dir: PathBuf,
-    /// `synchronous=FULL` (fsync every commit, survives power loss) instead of
-    /// `NORMAL` (survives a killed process; the default).
-    pub synchronous_full: bool,
-    /// Most events one transaction takes from the queue (a single larger
-    /// request is still committed whole).
-    pub batch_max: usize,
-    /// Bound of the writer's request queue; a full queue makes `append` wait.
-    pub queue: usize,
-}
-
-impl SqliteOptions {
-    /// The defaults for a data directory.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            synchronous_full: false,
-            batch_max: DEFAULT_BATCH_MAX,
-            queue: DEFAULT_QUEUE,
-        }
-    }
-}
-
-/// Counters of the writer, for tests and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SqliteStats {
-    /// Append transactions committed (one per group commit).
-    pub commits: u64,
-    /// New (non-duplicate) events those transactions stored.
-    pub events: u64,
-}
 
 /// State shared by the store handle and its writer task.
 #[derive(Default)]
@@ -369,6 +329,106 @@ impl EventStore for SqliteStore {
             .await
             .map_err(sql_error)?;
         Ok(())
+    }
+
+    async fn put_event_type(&self, tenant: &str, def: &EventTypeDef) -> Result<bool, StoreError> {
+        self.put_doc(&catalog::EVENT_TYPES, tenant, &def.name, def)
+            .await
+    }
+
+    async fn get_event_type(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<EventTypeDef>, StoreError> {
+        catalog::get_doc(&self.reads, &catalog::EVENT_TYPES, tenant, name).await
+    }
+
+    async fn list_event_types(&self, tenant: &str) -> Result<Vec<EventTypeDef>, StoreError> {
+        catalog::list_docs(&self.reads, &catalog::EVENT_TYPES, tenant).await
+    }
+
+    async fn delete_event_type(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_doc(&catalog::EVENT_TYPES, tenant, name).await
+    }
+
+    async fn put_template(&self, tenant: &str, template: &Template) -> Result<bool, StoreError> {
+        self.put_doc(&catalog::TEMPLATES, tenant, &template.name, template)
+            .await
+    }
+
+    async fn get_template(&self, tenant: &str, name: &str) -> Result<Option<Template>, StoreError> {
+        catalog::get_doc(&self.reads, &catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<Template>, StoreError> {
+        catalog::list_docs(&self.reads, &catalog::TEMPLATES, tenant).await
+    }
+
+    async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
+        self.delete_doc(&catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn put_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        filter: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.put_doc(&catalog::SUBSCRIPTIONS, tenant, overlay_id, filter)
+            .await
+    }
+
+    async fn get_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        catalog::get_doc(&self.reads, &catalog::SUBSCRIPTIONS, tenant, overlay_id).await
+    }
+
+    async fn delete_subscription(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.delete_doc(&catalog::SUBSCRIPTIONS, tenant, overlay_id)
+            .await
+    }
+
+    async fn put_animation_status(
+        &self,
+        tenant: &str,
+        row: &AnimationStatus,
+    ) -> Result<AnimationStatus, StoreError> {
+        self.put_status_row(tenant, row).await
+    }
+
+    async fn animation_status_by_event(
+        &self,
+        tenant: &str,
+        event_id: &str,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        lifecycle::by_event(&self.reads, tenant, event_id).await
+    }
+
+    async fn animation_status_by_overlay(
+        &self,
+        tenant: &str,
+        overlay_id: &str,
+        limit: usize,
+    ) -> Result<Vec<AnimationStatus>, StoreError> {
+        lifecycle::by_overlay(&self.reads, tenant, overlay_id, limit).await
+    }
+
+    async fn set_event_status(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        status: Status,
+        at_ms: i64,
+    ) -> Result<Arc<Record>, StoreError> {
+        self.set_status(tenant, event_id, status, at_ms).await
     }
 
     async fn close(&self) {

@@ -14,7 +14,9 @@
 //! will be delivered) are built before the insert and never re-read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -72,9 +74,18 @@ pub(crate) enum Request {
         seqs: Vec<i64>,
         reply: Reply<u64>,
     },
+    /// A short catalog or lifecycle write on the writer's connection; the
+    /// job answers its caller itself (see `SqliteStore::write`).
+    Exec(Job),
     /// Stop accepting, flush what is queued, close the connection, answer.
     Close { reply: oneshot::Sender<()> },
 }
+
+/// A boxed future borrowing the writer's connection.
+pub(crate) type BoxFuture<'c, T> = Pin<Box<dyn Future<Output = T> + Send + 'c>>;
+
+/// Work run on the writer's connection; it sends its own answer.
+pub(crate) type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, ()> + Send>;
 
 /// Why a transaction failed; cloned into every request it held.
 pub(super) enum TxError {
@@ -227,6 +238,7 @@ impl Writer {
                         .map_err(|e| e.to_store_error());
                     let _ = reply.send(r);
                 }
+                Request::Exec(job) => job(&mut self.conn).await,
                 Request::Close { reply } => {
                     // Refuse new sends; what is already queued is still served.
                     rx.close();

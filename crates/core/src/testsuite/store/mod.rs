@@ -9,11 +9,17 @@
 //! [`hook_saw_each_new_record_once_in_order`].
 //!
 //! Here: appends, idempotency, tenants and the commit hook; `query.rs`: filters
-//! and pagination; `streams.rs`: stream records and retention.
+//! and pagination; `streams.rs`: stream records and retention; `catalog.rs`:
+//! event types, templates and overlay subscriptions; `lifecycle.rs`: status
+//! rows and the status in stored events.
 
+mod catalog;
+mod lifecycle;
 mod query;
 mod streams;
 
+pub use catalog::*;
+pub use lifecycle::*;
 pub use query::*;
 pub use streams::*;
 
@@ -289,6 +295,11 @@ pub async fn run_all(store: &dyn EventStore) {
     query_time_range_is_start_inclusive_end_exclusive(store).await;
     pagination_visits_every_record_once(store).await;
     streams_auto_create_and_keep_state(store).await;
+    event_types_are_stored_per_tenant(store).await;
+    templates_are_stored_per_tenant(store).await;
+    subscriptions_are_stored_per_overlay(store).await;
+    animation_status_rows_follow_the_lifecycle(store).await;
+    event_status_is_kept_in_the_stored_body(store).await;
     commit_hook_sees_new_records_in_order(store).await;
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;

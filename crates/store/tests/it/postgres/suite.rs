@@ -28,5 +28,10 @@ conformance!(
     prune_by_count_keeps_newest_and_sets_pruned_through,
     prune_by_age_drops_old_events,
     commit_hook_sees_new_records_in_order,
+    event_types_are_stored_per_tenant,
+    templates_are_stored_per_tenant,
+    subscriptions_are_stored_per_overlay,
+    animation_status_rows_follow_the_lifecycle,
+    event_status_is_kept_in_the_stored_body,
     run_all,
 );

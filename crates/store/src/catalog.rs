@@ -1,0 +1,74 @@
+//! What both SQL backends share for the on-air catalog and lifecycle
+//! (issue 4): encoding catalog bodies, decoding status columns, and the
+//! event-level status change, so the two stores differ only in their SQL.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use streambus_core::StoreError;
+use streambus_core::event::{Event, Status};
+use streambus_core::lifecycle::{apply_status, can_transition, transition_error};
+
+/// The JSON body a catalog row keeps.
+///
+/// # Errors
+/// `Corrupt` when the value does not serialise (it always does for the core
+/// types; the error keeps a bug from panicking a writer).
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A catalog row's body, decoded.
+///
+/// # Errors
+/// `Corrupt` naming `what` when it does not decode.
+pub(crate) fn decode<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A `status` column.
+///
+/// # Errors
+/// `Corrupt` for a name the lifecycle does not know.
+pub(crate) fn status_column(s: &str) -> Result<Status, StoreError> {
+    Status::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown status {s:?}")))
+}
+
+/// A `play` column (`BIGINT`/`INTEGER`) as the model's `u32`.
+pub(crate) fn play_column(n: i64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// What an event-level status update does to a stored event.
+pub(crate) enum StatusChange {
+    /// It already has that status: nothing to write.
+    Unchanged,
+    /// The changed event and its new body (without offset).
+    Changed(Box<Event>, String),
+}
+
+/// Checks and applies `to` at `at_ms` to a stored event (see
+/// [`EventStore::set_event_status`](streambus_core::EventStore::set_event_status)).
+///
+/// # Errors
+/// `Conflict` when the event has no lifecycle or the transition is refused.
+pub(crate) fn change_status(
+    mut event: Event,
+    to: Status,
+    at_ms: i64,
+) -> Result<StatusChange, StoreError> {
+    let Some(from) = event.status else {
+        return Err(StoreError::Conflict(format!(
+            "event `{}` has no lifecycle (only animated and tracked events have a status)",
+            event.id
+        )));
+    };
+    if from == to {
+        return Ok(StatusChange::Unchanged);
+    }
+    if !can_transition(from, to) {
+        return Err(StoreError::Conflict(transition_error(from, to)));
+    }
+    apply_status(&mut event, to, at_ms);
+    let body = event.to_body();
+    Ok(StatusChange::Changed(Box::new(event), body))
+}
