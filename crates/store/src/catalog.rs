@@ -72,3 +72,68 @@ pub(crate) fn change_status(
     let body = event.to_body();
     Ok(StatusChange::Changed(Box::new(event), body))
 }
+
+/// One document by key, decoded; `get_sql` selects the JSON body as its
+/// first column for `(tenant, key)`. Shared by both backends.
+pub(crate) async fn get_doc<DB, T>(
+    pool: &sqlx::Pool<DB>,
+    what: &str,
+    get_sql: &'static str,
+    tenant: &str,
+    key: &str,
+) -> Result<Option<T>, StoreError>
+where
+    DB: sqlx::Database,
+    T: DeserializeOwned,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    use sqlx::Row;
+    let row = sqlx::query::<DB>(get_sql)
+        .bind(tenant)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(crate::sql_error)?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let body: &str = r.try_get(0).map_err(crate::sql_error)?;
+            decode(what, body).map(Some)
+        }
+    }
+}
+
+/// Every document of the tenant, by key; `list_sql` selects the JSON body as
+/// its first column for `tenant`. Shared by both backends.
+pub(crate) async fn list_docs<DB, T>(
+    pool: &sqlx::Pool<DB>,
+    what: &str,
+    list_sql: &'static str,
+    tenant: &str,
+) -> Result<Vec<T>, StoreError>
+where
+    DB: sqlx::Database,
+    T: DeserializeOwned,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> &'r str: sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    for<'c> &'c sqlx::Pool<DB>: sqlx::Executor<'c, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    use sqlx::Row;
+    let rows = sqlx::query::<DB>(list_sql)
+        .bind(tenant)
+        .fetch_all(pool)
+        .await
+        .map_err(crate::sql_error)?;
+    rows.iter()
+        .map(|r| {
+            let body: &str = r.try_get(0).map_err(crate::sql_error)?;
+            decode(what, body)
+        })
+        .collect()
+}

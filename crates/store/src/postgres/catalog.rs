@@ -13,7 +13,7 @@ use sqlx::Row as _;
 use streambus_core::StoreError;
 
 use super::rows::clean_body;
-use crate::catalog::{decode, encode};
+use crate::catalog::encode;
 use crate::sql_error;
 
 /// The statements of one catalog table.
@@ -102,19 +102,7 @@ pub(super) async fn get<T: DeserializeOwned>(
     tenant: &str,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
-    let row = sqlx::query(table.get)
-        .bind(tenant)
-        .bind(key)
-        .fetch_optional(pool)
-        .await
-        .map_err(sql_error)?;
-    match row {
-        None => Ok(None),
-        Some(r) => {
-            let body: &str = r.try_get(0).map_err(sql_error)?;
-            decode(table.what, body).map(Some)
-        }
-    }
+    crate::catalog::get_doc(pool, table.what, table.get, tenant, key).await
 }
 
 /// Every row of the tenant, by key.
@@ -123,17 +111,7 @@ pub(super) async fn list<T: DeserializeOwned>(
     table: &Table,
     tenant: &str,
 ) -> Result<Vec<T>, StoreError> {
-    let rows = sqlx::query(table.list)
-        .bind(tenant)
-        .fetch_all(pool)
-        .await
-        .map_err(sql_error)?;
-    rows.iter()
-        .map(|r| {
-            let body: &str = r.try_get(0).map_err(sql_error)?;
-            decode(table.what, body)
-        })
-        .collect()
+    crate::catalog::list_docs(pool, table.what, table.list, tenant).await
 }
 
 /// Removes `key`'s row; true when there was one.

@@ -7,13 +7,12 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use streambus_core::StoreError;
 
 use super::SqliteStore;
 use super::writer::{BoxFuture, Request};
-use crate::catalog::{decode, encode};
+use crate::catalog::encode;
 use crate::sql_error;
 
 /// The statements of one catalog table.
@@ -171,19 +170,7 @@ pub(super) async fn get_doc<T: DeserializeOwned>(
     tenant: &str,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
-    let row = sqlx::query(table.get)
-        .bind(tenant)
-        .bind(key)
-        .fetch_optional(reads)
-        .await
-        .map_err(sql_error)?;
-    match row {
-        None => Ok(None),
-        Some(r) => {
-            let body: &str = r.try_get(0).map_err(sql_error)?;
-            decode(table.what, body).map(Some)
-        }
-    }
+    crate::catalog::get_doc(reads, table.what, table.get, tenant, key).await
 }
 
 /// Every row of the tenant, by key.
@@ -192,15 +179,5 @@ pub(super) async fn list_docs<T: DeserializeOwned>(
     table: &Table,
     tenant: &str,
 ) -> Result<Vec<T>, StoreError> {
-    let rows = sqlx::query(table.list)
-        .bind(tenant)
-        .fetch_all(reads)
-        .await
-        .map_err(sql_error)?;
-    rows.iter()
-        .map(|r| {
-            let body: &str = r.try_get(0).map_err(sql_error)?;
-            decode(table.what, body)
-        })
-        .collect()
+    crate::catalog::list_docs(reads, table.what, table.list, tenant).await
 }
