@@ -167,6 +167,11 @@ pub enum Mode {
 }
 
 impl ClusterConfig {
+    /// True when these settings select cluster mode.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.mode(), Ok(Mode::Cluster { .. }))
+    }
+
     /// The mode these settings select.
     ///
     /// # Errors

@@ -242,12 +242,24 @@ impl Hub {
 
     fn publish(&self, record: Arc<Record>) {
         let mut tenants = self.tenants.lock().expect("hub lock poisoned");
-        let t = tenants.entry(record.tenant.clone()).or_default();
-        if t.paused.contains_key(&record.event.stream_id) {
+        // Keys are allocated only the first time a tenant or stream is seen:
+        // this runs once per event.
+        if !tenants.contains_key(&record.tenant) {
+            tenants.insert(record.tenant.clone(), TenantLive::default());
+        }
+        let Some(t) = tenants.get_mut(&record.tenant) else {
+            return;
+        };
+        let stream = &record.event.stream_id;
+        if t.paused.contains_key(stream) {
             return;
         }
-        t.last
-            .insert(record.event.stream_id.clone(), record.offset());
+        match t.last.get_mut(stream) {
+            Some(last) => *last = record.offset(),
+            None => {
+                t.last.insert(stream.clone(), record.offset());
+            }
+        }
         if let Some(ring) = &t.ring {
             // No receiver is fine: nobody is watching this tenant.
             let _ = ring.send(HubItem::Event(Arc::new(Delivery::new(record))));

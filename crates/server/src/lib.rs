@@ -219,8 +219,12 @@ pub async fn serve(
     let hub_task =
         tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
     state.tasks.spawn(retention(state.clone()));
-    state.tasks.spawn(sync::run(state.clone()));
-    state.tasks.spawn(registry::run(state.clone()));
+    // Only other nodes can change stream states or event types behind this
+    // node's back; alone, the hub and the registry are updated in place.
+    if state.config.cluster.is_cluster() {
+        state.tasks.spawn(sync::run(state.clone()));
+        state.tasks.spawn(registry::run(state.clone()));
+    }
     if state.config.server.demo {
         for stream in generator::DEMO_STREAMS {
             state.generators.start(&state, DEFAULT_TENANT, stream);

@@ -201,7 +201,6 @@ impl Subscription {
     fn accept(&mut self, d: &Delivery) -> bool {
         let event = &d.record.event;
         let seen = self.stream_cursor(&event.stream_id);
-        self.cursor = self.cursor.max(d.offset());
         if d.offset() <= seen || !self.filter.matches(event) {
             return false;
         }
@@ -245,6 +244,7 @@ impl Subscription {
             loop {
                 match item {
                     Ok(HubItem::Event(d)) => {
+                        self.cursor = self.cursor.max(d.offset());
                         if self.accept(&d) {
                             out.push(d);
                         }
@@ -341,13 +341,12 @@ impl Subscription {
             if held.is_some_and(|h| r.offset() > h) {
                 break;
             }
+            // An owed read leaves the catch-up cursor alone: it reads one
+            // stream, and must not move past other streams' offsets.
             let d = Delivery::new(r);
-            let before = self.cursor;
             if self.accept(&d) {
                 self.pending.push_back(Arc::new(d));
             }
-            // An owed read must not move the catch-up cursor past other streams.
-            self.cursor = before;
         }
         match page.next_cursor {
             Some(next) if held.is_none() => {

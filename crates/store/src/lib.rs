@@ -18,6 +18,7 @@
 mod catalog;
 pub mod migrate;
 pub mod postgres;
+mod query;
 pub mod sqlite;
 
 pub use postgres::{PgOptions, PgStore};

@@ -24,11 +24,10 @@ async fn healthz() -> Response {
 
 /// Which engine sits behind each seam, so a failed check names it.
 fn engines(state: &AppState) -> serde_json::Value {
-    match state.config.cluster.mode() {
-        Ok(crate::config::Mode::Cluster { .. }) => {
-            json!({"store": "postgresql", "log": "nats-jetstream"})
-        }
-        _ => json!({"store": "sqlite", "log": "in-process"}),
+    if state.config.cluster.is_cluster() {
+        json!({"store": "postgresql", "log": "nats-jetstream"})
+    } else {
+        json!({"store": "sqlite", "log": "in-process"})
     }
 }
 

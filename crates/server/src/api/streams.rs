@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use streambus_core::store::StreamState;
+use streambus_core::store::{StreamInfo, StreamState};
 use streambus_core::validate::PublishContext;
 use streambus_core::{DEFAULT_TENANT, name, time};
 
@@ -108,34 +108,34 @@ async fn broadcast(
 
 /// Streams stored, with a generator, or with clients.
 async fn known_streams(state: &AppState) -> Result<Vec<String>, ApiError> {
-    let mut names: Vec<String> = state
-        .store
-        .list_streams(DEFAULT_TENANT)
-        .await?
-        .into_iter()
-        .map(|s| s.name)
-        .collect();
+    let stored = state.store.list_streams(DEFAULT_TENANT).await?;
+    let clients = state.client_counts(DEFAULT_TENANT).await;
+    Ok(stream_names(state, &stored, &clients))
+}
+
+/// The union of stored streams, streams with a generator and streams with
+/// clients (`default` when there is none), sorted.
+fn stream_names(
+    state: &AppState,
+    stored: &[StreamInfo],
+    clients: &std::collections::HashMap<String, usize>,
+) -> Vec<String> {
+    let mut names: Vec<String> = stored.iter().map(|s| s.name.clone()).collect();
     names.extend(state.generators.streams(DEFAULT_TENANT));
-    names.extend(
-        state
-            .client_counts(DEFAULT_TENANT)
-            .await
-            .into_keys()
-            .filter(|s| name::is_stream_name(s)),
-    );
+    names.extend(clients.keys().filter(|s| name::is_stream_name(s)).cloned());
     names.sort();
     names.dedup();
     if names.is_empty() {
         names.push("default".to_owned());
     }
-    Ok(names)
+    names
 }
 
 async fn list_streams(State(state): State<AppState>) -> Result<Response, ApiError> {
     let stored = state.store.list_streams(DEFAULT_TENANT).await?;
     let clients = state.client_counts(DEFAULT_TENANT).await;
     let mut data = BTreeMap::new();
-    for name in known_streams(&state).await? {
+    for name in stream_names(&state, &stored, &clients) {
         let info = stored.iter().find(|s| s.name == name);
         let st = info.map_or(StreamState::Active, |s| s.state);
         data.insert(

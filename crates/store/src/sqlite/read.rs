@@ -169,29 +169,7 @@ fn push_select(b: &mut QueryBuilder<Sqlite>, tenant: &str, q: &EventQuery, scope
             }
         }
     }
-    if let Some(t) = &q.event_type {
-        b.push(" AND type = ").push_bind(t.clone());
-    }
-    if let Some(c) = q.class {
-        b.push(" AND class = ").push_bind(c.as_str());
-    }
-    if let Some(s) = &q.source {
-        b.push(" AND source = ").push_bind(s.clone());
-    }
-    if let Some(start) = q.start_ms {
-        b.push(" AND time_ms >= ").push_bind(start);
-    }
-    if let Some(end) = q.end_ms {
-        b.push(" AND time_ms < ").push_bind(end);
-    }
-    if let Some(c) = q.cursor {
-        b.push(if q.descending {
-            " AND seq < "
-        } else {
-            " AND seq > "
-        });
-        b.push_bind(to_i64(c));
-    }
+    crate::query::push_filters(b, q);
 }
 
 /// Every stream of a tenant, by name.

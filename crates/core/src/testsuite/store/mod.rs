@@ -304,3 +304,42 @@ pub async fn run_all(store: &dyn EventStore) {
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;
 }
+
+/// One `#[tokio::test]` per conformance check, each on a store of its own
+/// (retention and the commit hook act store-wide). `$open` is an expression
+/// evaluating to `(store, guard)`; it may `return` to skip. Listing the
+/// checks here, beside them, runs every new check in every backend.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_conformance_tests {
+    ($open:expr) => {
+        $crate::store_conformance_tests!(@each $open;
+            offsets_increase_in_batch_order,
+            supplied_id_is_stored_once,
+            server_made_ids_never_collide,
+            duplicate_within_batch_returns_first,
+            tenants_are_isolated,
+            query_filters_match,
+            query_time_range_is_start_inclusive_end_exclusive,
+            pagination_visits_every_record_once,
+            streams_auto_create_and_keep_state,
+            prune_by_count_keeps_newest_and_sets_pruned_through,
+            prune_by_age_drops_old_events,
+            commit_hook_sees_new_records_in_order,
+            event_types_are_stored_per_tenant,
+            templates_are_stored_per_tenant,
+            subscriptions_are_stored_per_overlay,
+            animation_status_rows_follow_the_lifecycle,
+            event_status_is_kept_in_the_stored_body,
+            run_all,
+        );
+    };
+    (@each $open:expr; $($check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $check() {
+            let (store, _guard) = $open;
+            $crate::testsuite::store::$check(&store).await;
+            $crate::EventStore::close(&store).await;
+        }
+    )*};
+}
