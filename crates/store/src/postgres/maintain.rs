@@ -13,7 +13,7 @@ use streambus_core::StoreError;
 use streambus_core::store::{Retention, StreamInfo, StreamState};
 use tracing::{info, warn};
 
-use super::{PRUNE_CHUNK, is_retryable, read, to_i64, to_u64};
+use super::{PRUNE_CHUNK, is_retryable, to_i64, to_u64};
 use crate::sql_error;
 
 /// Creates the stream if missing and sets its state and hold point.
@@ -40,7 +40,7 @@ pub(super) async fn set_stream_state(
     .fetch_one(pool)
     .await
     .map_err(sql_error)?;
-    read::stream_info(&row)
+    crate::query::stream_info(&row)
 }
 
 /// One retention step of one stream: picks up to `$7` offsets after `$3` (and

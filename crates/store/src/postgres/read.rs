@@ -13,7 +13,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use streambus_core::StoreError;
 use streambus_core::event::Record;
-use streambus_core::store::{EventQuery, Page, StreamInfo, StreamState};
+use streambus_core::store::{EventQuery, Page, StreamInfo};
 
 use super::{MAX_MERGED_STREAMS, to_i64, to_u64};
 use crate::sql_error;
@@ -33,25 +33,6 @@ pub(super) fn record_from_row(
     Record::from_body(tenant, to_u64(seq), body)
         .map(Arc::new)
         .map_err(|e| sqlx::Error::Decode(format!("event at offset {seq}: {e}").into()))
-}
-
-/// A `streams` row selected as
-/// `name, state, created_ms, last_seq, event_count, pruned_through, held_after`.
-///
-/// # Errors
-/// `Corrupt` when the state is unknown or a column does not decode.
-pub(super) fn stream_info(row: &PgRow) -> Result<StreamInfo, StoreError> {
-    let state: &str = row.try_get(1).map_err(sql_error)?;
-    Ok(StreamInfo {
-        name: row.try_get(0).map_err(sql_error)?,
-        state: StreamState::parse(state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown stream state {state:?}")))?,
-        created_ms: row.try_get(2).map_err(sql_error)?,
-        last_offset: to_u64(row.try_get(3).map_err(sql_error)?),
-        events: to_u64(row.try_get(4).map_err(sql_error)?),
-        pruned_through: to_u64(row.try_get(5).map_err(sql_error)?),
-        held_after: to_u64(row.try_get(6).map_err(sql_error)?),
-    })
 }
 
 /// One event by id.
@@ -202,5 +183,5 @@ pub(super) async fn list_streams(
     .fetch_all(pool)
     .await
     .map_err(sql_error)?;
-    rows.iter().map(stream_info).collect()
+    rows.iter().map(crate::query::stream_info).collect()
 }

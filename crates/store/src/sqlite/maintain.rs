@@ -153,7 +153,7 @@ impl Writer {
         .fetch_one(&mut self.conn)
         .await
         .map_err(sql_error)?;
-        read::stream_info(&row)
+        crate::query::stream_info(&row)
     }
 
     /// Deletes these offsets of one stream (one retention step) and records

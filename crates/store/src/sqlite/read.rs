@@ -12,7 +12,7 @@ use sqlx::sqlite::{Sqlite, SqlitePool, SqliteRow};
 use sqlx::{QueryBuilder, Row};
 use streambus_core::StoreError;
 use streambus_core::event::Record;
-use streambus_core::store::{EventQuery, Page, StreamInfo, StreamState};
+use streambus_core::store::{EventQuery, Page, StreamInfo};
 
 use crate::sql_error;
 
@@ -40,25 +40,6 @@ pub(crate) fn record_from_row(
     Record::from_body(tenant, to_u64(seq), body)
         .map(Arc::new)
         .map_err(|e| StoreError::Corrupt(format!("event at offset {seq}: {e}")))
-}
-
-/// A `streams` row selected as
-/// `name, state, created_ms, last_seq, event_count, pruned_through, held_after`.
-///
-/// # Errors
-/// `Corrupt` when the state is unknown or a column does not decode.
-pub(crate) fn stream_info(row: &SqliteRow) -> Result<StreamInfo, StoreError> {
-    let state: &str = row.try_get(1).map_err(sql_error)?;
-    Ok(StreamInfo {
-        name: row.try_get(0).map_err(sql_error)?,
-        state: StreamState::parse(state)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown stream state {state:?}")))?,
-        created_ms: row.try_get(2).map_err(sql_error)?,
-        last_offset: to_u64(row.try_get(3).map_err(sql_error)?),
-        events: to_u64(row.try_get(4).map_err(sql_error)?),
-        pruned_through: to_u64(row.try_get(5).map_err(sql_error)?),
-        held_after: to_u64(row.try_get(6).map_err(sql_error)?),
-    })
 }
 
 /// One event by id.
@@ -185,7 +166,7 @@ pub(crate) async fn list_streams(
     .fetch_all(pool)
     .await
     .map_err(sql_error)?;
-    rows.iter().map(stream_info).collect()
+    rows.iter().map(crate::query::stream_info).collect()
 }
 
 /// Every (tenant, stream) pair, for retention.
