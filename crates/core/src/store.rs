@@ -9,13 +9,17 @@
 //! — per-(event, overlay) status rows and the status inside each event's
 //! stored body. Lifecycle writes are compare-and-set against the stored
 //! state, using the rules of [`crate::lifecycle`].
+//!
+//! It also holds scheduled events (SPEC §4): an event whose `scheduled_at`
+//! lies in the future is kept apart from the log until it is due, then
+//! appended by the server's scheduler under its own id and removed.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::event::{EventClass, Record, Status};
+use crate::event::{Event, EventClass, Record, Status};
 use crate::event_type::EventTypeDef;
 use crate::lifecycle::AnimationStatus;
 use crate::template::Template;
@@ -365,6 +369,65 @@ pub trait EventStore: Send + Sync + 'static {
         status: Status,
         at_ms: i64,
     ) -> Result<Arc<Record>, StoreError>;
+
+    /// Holds `event` until its `scheduled_at` (SPEC §4), apart from the log:
+    /// it gets no offset and reaches no subscriber while held. Idempotent on
+    /// the id: when the tenant already holds an event with this id, the stored
+    /// one is kept unchanged and false is returned; true when it was new.
+    ///
+    /// The scheduled-event methods have defaults only so that wrappers and
+    /// test doubles need not forward them: the default holds nothing (reads
+    /// find nothing, this refuses). Every real backend overrides all five.
+    ///
+    /// # Errors
+    /// `Conflict` when `scheduled_at` is missing or not RFC 3339 (nothing is
+    /// stored); `Unavailable` when the engine fails or cannot hold events.
+    async fn put_scheduled(&self, _tenant: &str, _event: &Event) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold scheduled events".into(),
+        ))
+    }
+
+    /// One held event by id (`None` once it was appended, cancelled or never
+    /// held).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_scheduled(&self, _tenant: &str, _id: &str) -> Result<Option<Event>, StoreError> {
+        Ok(None)
+    }
+
+    /// The tenant's held events, soonest due first (ties by id), at most
+    /// `limit` of them.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_scheduled(&self, _tenant: &str, _limit: usize) -> Result<Vec<Event>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Held events of every tenant due at or before `now_ms`, soonest first
+    /// (ties by tenant and id), at most `limit`, with their tenant. Reading
+    /// removes nothing: the caller appends each, then deletes it, so a crash
+    /// in between delivers it again (the log de-duplicates the id).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn due_scheduled(
+        &self,
+        _now_ms: i64,
+        _limit: usize,
+    ) -> Result<Vec<(String, Event)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a held event; true when there was one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_scheduled(&self, _tenant: &str, _id: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 
     /// Replaces this node's report of connection counts per stream (cluster
     /// presence). A backend that serves one node keeps nothing.

@@ -1,6 +1,8 @@
 //! What both SQL backends share for the on-air catalog and lifecycle
 //! (issue 4): encoding catalog bodies, decoding status columns, and the
 //! event-level status change, so the two stores differ only in their SQL.
+//! Held scheduled events (SPEC §4) reuse the body helpers plus
+//! [`scheduled_row`].
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,6 +25,25 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
 /// `Corrupt` naming `what` when it does not decode.
 pub(crate) fn decode<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, StoreError> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The `due_ms` and body of a held scheduled event (the body is the
+/// event's canonical JSON without offset, as the log would store it).
+///
+/// # Errors
+/// `Conflict` when `scheduled_at` is missing or not RFC 3339.
+pub(crate) fn scheduled_row(event: &Event) -> Result<(i64, String), StoreError> {
+    let due = event
+        .scheduled_at
+        .as_deref()
+        .and_then(streambus_core::time::parse_rfc3339_ms)
+        .ok_or_else(|| {
+            StoreError::Conflict(format!(
+                "event `{}` has no valid scheduled_at to hold it until",
+                event.id
+            ))
+        })?;
+    Ok((due, event.to_body()))
 }
 
 /// A `status` column.

@@ -65,6 +65,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "on_air",
             sql: include_str!("../migrations/sqlite/0004_on_air.sql"),
         },
+        Migration {
+            version: 5,
+            name: "scheduled",
+            sql: include_str!("../migrations/sqlite/0005_scheduled.sql"),
+        },
     ],
 };
 
@@ -93,6 +98,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 4,
             name: "on_air",
             sql: include_str!("../migrations/postgres/0004_on_air.sql"),
+        },
+        Migration {
+            version: 5,
+            name: "scheduled",
+            sql: include_str!("../migrations/postgres/0005_scheduled.sql"),
         },
     ],
 };

@@ -10,8 +10,9 @@
 //! reach its commit hook (`write.rs`). Queries serve history and catch-up
 //! (`read.rs`); retention and stream state are in `maintain.rs`; pool, schema
 //! and migrations in `connect.rs`; the on-air catalog (event types,
-//! templates, overlay subscriptions) in `catalog.rs` and the lifecycle
-//! (status rows, event status) in `lifecycle.rs`.
+//! templates, overlay subscriptions) in `catalog.rs`, the lifecycle
+//! (status rows, event status) in `lifecycle.rs` and held scheduled events
+//! in `schedule.rs`.
 //!
 //! [`append`](EventStore::append) serves the conformance suite and a
 //! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
@@ -40,6 +41,7 @@ mod maintain;
 mod presence;
 mod read;
 mod rows;
+mod schedule;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,8 +50,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
-use streambus_core::event::Record;
 use streambus_core::event::Status;
+use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
@@ -415,6 +417,35 @@ impl EventStore for PgStore {
     ) -> Result<Arc<Record>, StoreError> {
         self.check_open()?;
         lifecycle::set_event(&self.pool, tenant, event_id, status, at_ms).await
+    }
+
+    async fn put_scheduled(&self, tenant: &str, event: &Event) -> Result<bool, StoreError> {
+        self.check_open()?;
+        schedule::put(&self.pool, tenant, event).await
+    }
+
+    async fn get_scheduled(&self, tenant: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        self.check_open()?;
+        schedule::get(&self.pool, tenant, id).await
+    }
+
+    async fn list_scheduled(&self, tenant: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.check_open()?;
+        schedule::list(&self.pool, tenant, limit).await
+    }
+
+    async fn due_scheduled(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Event)>, StoreError> {
+        self.check_open()?;
+        schedule::due(&self.pool, now_ms, limit).await
+    }
+
+    async fn delete_scheduled(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.check_open()?;
+        schedule::delete(&self.pool, tenant, id).await
     }
 
     async fn report_presence(

@@ -19,8 +19,9 @@
 //!
 //! The on-air catalog (event types, templates, overlay subscriptions) and
 //! the lifecycle writes run on the writer task too, as short jobs between
-//! group commits (`catalog.rs`, `lifecycle.rs`). Options, tunables and
-//! counters are in `options.rs`.
+//! group commits (`catalog.rs`, `lifecycle.rs`), and so do the writes of
+//! held scheduled events (`schedule.rs`). Options, tunables and counters are
+//! in `options.rs`.
 
 mod catalog;
 mod checkpoint;
@@ -29,6 +30,7 @@ mod maintain;
 mod options;
 mod pipe;
 mod read;
+mod schedule;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,8 +42,8 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row};
-use streambus_core::event::Record;
 use streambus_core::event::Status;
+use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
@@ -429,6 +431,30 @@ impl EventStore for SqliteStore {
         at_ms: i64,
     ) -> Result<Arc<Record>, StoreError> {
         self.set_status(tenant, event_id, status, at_ms).await
+    }
+
+    async fn put_scheduled(&self, tenant: &str, event: &Event) -> Result<bool, StoreError> {
+        self.hold(tenant, event).await
+    }
+
+    async fn get_scheduled(&self, tenant: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        schedule::get(&self.reads, tenant, id).await
+    }
+
+    async fn list_scheduled(&self, tenant: &str, limit: usize) -> Result<Vec<Event>, StoreError> {
+        schedule::list(&self.reads, tenant, limit).await
+    }
+
+    async fn due_scheduled(
+        &self,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Event)>, StoreError> {
+        schedule::due(&self.reads, now_ms, limit).await
+    }
+
+    async fn delete_scheduled(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.unhold(tenant, id).await
     }
 
     async fn close(&self) {

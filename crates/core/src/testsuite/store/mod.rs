@@ -11,16 +11,18 @@
 //! Here: appends, idempotency, tenants and the commit hook; `query.rs`: filters
 //! and pagination; `streams.rs`: stream records and retention; `catalog.rs`:
 //! event types, templates and overlay subscriptions; `lifecycle.rs`: status
-//! rows and the status in stored events.
+//! rows and the status in stored events; `schedule.rs`: held scheduled events.
 
 mod catalog;
 mod lifecycle;
 mod query;
+mod schedule;
 mod streams;
 
 pub use catalog::*;
 pub use lifecycle::*;
 pub use query::*;
+pub use schedule::*;
 pub use streams::*;
 
 use std::collections::HashMap;
@@ -300,6 +302,9 @@ pub async fn run_all(store: &dyn EventStore) {
     subscriptions_are_stored_per_overlay(store).await;
     animation_status_rows_follow_the_lifecycle(store).await;
     event_status_is_kept_in_the_stored_body(store).await;
+    scheduled_events_are_held_per_tenant(store).await;
+    due_scheduled_spans_tenants_in_due_order(store).await;
+    scheduled_event_needs_scheduled_at(store).await;
     commit_hook_sees_new_records_in_order(store).await;
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;
@@ -331,6 +336,9 @@ macro_rules! store_conformance_tests {
             subscriptions_are_stored_per_overlay,
             animation_status_rows_follow_the_lifecycle,
             event_status_is_kept_in_the_stored_body,
+            scheduled_events_are_held_per_tenant,
+            due_scheduled_spans_tenants_in_due_order,
+            scheduled_event_needs_scheduled_at,
             run_all,
         );
     };
