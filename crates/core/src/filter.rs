@@ -159,8 +159,14 @@ impl Filter {
             && self.fields.iter().all(|f| f.matches(event))
     }
 
-    /// Does a stream name pass the stream part of the filter?
+    /// Does a stream name pass the stream part of the filter? Internal
+    /// streams (`_overlays`, names no producer can use) never do: they carry
+    /// the server's own bookkeeping, which clients see through their own
+    /// frames and routes.
     pub fn matches_stream(&self, stream: &str) -> bool {
+        if stream.starts_with('_') {
+            return false;
+        }
         self.streams.is_empty() || self.streams.iter().any(|g| g.matches(stream))
     }
 

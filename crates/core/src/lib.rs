@@ -10,6 +10,7 @@
 //!   compiled JSON Schema for `data`.
 //! - [`template`]: named partial events fired with parameters.
 //! - [`lifecycle`]: allowed status transitions and per-overlay status rows.
+//! - [`overlay`]: playout queues per overlay, folded from the log.
 //! - [`wire`]: WebSocket messages shared by the server, `tail` and `bench`.
 //! - [`store`] and [`log`]: the two backend seams of SPEC §7. The API layer knows
 //!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
@@ -26,6 +27,7 @@ pub mod filter;
 pub mod lifecycle;
 pub mod log;
 pub mod name;
+pub mod overlay;
 pub mod store;
 pub mod template;
 #[doc(hidden)]

@@ -48,6 +48,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Scale-out engines.
     pub cluster: ClusterConfig,
+    /// Playout defaults of every overlay queue.
+    pub overlays: streambus_core::overlay::Settings,
     /// Log output.
     pub log: LogConfig,
 }

@@ -5,7 +5,9 @@
 //! - [`config`]: settings, loaded once and validated.
 //! - [`state`]: what handlers share; only the seam traits, never a backend.
 //! - [`hub`]: the node's fan-out; [`subscription`]: one connection's view of it.
+//! - [`overlays`]: the overlay playout queues, folded from the log.
 //! - [`publish`]: the one publish path; [`generator`]: demo streams.
+//! - [`schedule`]: holds events scheduled for later and releases them when due.
 //! - [`registry`]: this node's compiled copy of the event-type registry.
 //! - [`api`]: routes, one module per group, and the problem+json error type.
 //!
@@ -17,8 +19,10 @@ pub mod auth;
 pub mod config;
 pub mod generator;
 pub mod hub;
+pub mod overlays;
 pub mod publish;
 pub mod registry;
+pub mod schedule;
 pub mod state;
 pub mod subscription;
 pub mod sync;
@@ -118,6 +122,9 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
     // registered type unchecked; kept fresh by `registry::run`.
     if let Err(e) = state.types.reload(&*state.store, DEFAULT_TENANT).await {
         warn!(error = %e, "cannot read event types");
+    }
+    if let Err(e) = state.overlays.rebuild(&state).await {
+        warn!(error = %e, "cannot rebuild the overlay queues; they start empty");
     }
     Ok(state)
 }
@@ -219,6 +226,11 @@ pub async fn serve(
     let hub_task =
         tokio::spawn(Arc::clone(&state.hub).run(Arc::clone(&state.log), state.shutdown.clone()));
     state.tasks.spawn(retention(state.clone()));
+    state
+        .tasks
+        .spawn(Arc::clone(&state.overlays).run(state.clone()));
+    // Every node runs it: the log de-duplicates what two nodes release.
+    state.tasks.spawn(schedule::run(state.clone()));
     // Only other nodes can change stream states or event types behind this
     // node's back; alone, the hub and the registry are updated in place.
     if state.config.cluster.is_cluster() {

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::generator::Generators;
 use crate::hub::Hub;
+use crate::overlays::Overlays;
 use crate::registry::TypeRegistry;
 
 /// Cloneable handle on the server state.
@@ -29,6 +30,8 @@ pub struct Inner {
     pub log: Arc<dyn EventLog>,
     /// Fan-out.
     pub hub: Arc<Hub>,
+    /// Overlay playout queues.
+    pub overlays: Arc<Overlays>,
     /// Demo generators per stream.
     pub generators: Generators,
     /// Registered event types, compiled; reloaded from the store.
@@ -46,6 +49,7 @@ impl AppState {
     pub fn new(config: Config, store: Arc<dyn EventStore>, log: Arc<dyn EventLog>) -> Self {
         let limits = config.input_limits();
         let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
+        let overlays = Arc::new(Overlays::new(config.overlays));
         let node_id = format!(
             "{}-{}-{}",
             config.server.listen,
@@ -58,6 +62,7 @@ impl AppState {
             store,
             log,
             hub,
+            overlays,
             generators: Generators::default(),
             types: TypeRegistry::default(),
             shutdown: CancellationToken::new(),

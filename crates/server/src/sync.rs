@@ -21,6 +21,9 @@ pub const SYNC_INTERVAL: Duration = Duration::from_millis(500);
 pub const PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
 /// Reports older than this are ignored (the node is gone).
 pub const PRESENCE_FRESH_MS: i64 = 6_000;
+/// Overlay connections are reported as `overlay:<id>`, which no stream name
+/// can be.
+pub const OVERLAY_PREFIX: &str = "overlay:";
 
 /// Runs until shutdown, then withdraws this node's presence report.
 pub async fn run(state: AppState) {
@@ -50,6 +53,13 @@ async fn report(state: &AppState, tenant: &str, leaving: bool) {
             .client_counts(tenant)
             .into_iter()
             .map(|(s, n)| (s, n as u64))
+            .chain(
+                state
+                    .overlays
+                    .local_counts(tenant)
+                    .into_iter()
+                    .map(|(o, n)| (format!("{OVERLAY_PREFIX}{o}"), n as u64)),
+            )
             .collect()
     };
     let now = streambus_core::time::now_ms();

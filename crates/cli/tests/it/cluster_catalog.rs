@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 
 use crate::cluster::{Cluster, engines, publish, ws_events, ws_next, ws_subscribe};
@@ -128,4 +129,107 @@ async fn catalog_changes_on_one_node_apply_on_the_others() {
     })
     .await;
     cluster.cleanup().await;
+}
+
+/// The next frame of `kind` on `ws`, skipping others.
+async fn next_of(ws: &mut crate::browser::WsStream, kind: &str) -> Value {
+    loop {
+        let m = ws_next(ws).await;
+        if m["type"] == kind {
+            return m;
+        }
+    }
+}
+
+/// An overlay's state on node `i`, once `check` accepts it.
+async fn overlay_on(
+    c: &Cluster,
+    client: &reqwest::Client,
+    i: usize,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = tokio::time::Instant::now();
+    loop {
+        let r = client
+            .get(c.url(i, "/api/v1/overlays/main"))
+            .send()
+            .await
+            .expect("get");
+        if r.status() == 200 {
+            let v: Value = r.json().await.expect("json");
+            if check(&v) {
+                return v;
+            }
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "overlay state never matched on node {i}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlay_queue_is_one_queue_across_nodes() {
+    let Some((pg, nats)) = engines() else { return };
+    let c = Cluster::start(3, &pg, &nats).await;
+    let client = reqwest::Client::new();
+    // Two pages of one overlay, on nodes 0 and 1.
+    let mut a = ws_subscribe(c.ports[0], json!({"overlayId": "main"})).await;
+    let mut b = ws_subscribe(c.ports[1], json!({"overlayId": "main"})).await;
+    for (id, p) in [("q1", "low"), ("q2", "critical")] {
+        let e = json!({"id": id, "type": "high_score", "class": "animated", "duration_ms": 60000,
+            "metadata": {"priority": p}});
+        let r = publish(&client, &c.url(2, "/api/v1/events"), &e).await;
+        assert_eq!(r.status(), 201);
+    }
+    // One of them is dispatched once, and both pages get the same item.
+    let first = next_of(&mut a, "EVENT_BROADCAST").await["event"]["id"].clone();
+    assert_eq!(
+        next_of(&mut b, "EVENT_BROADCAST").await["event"]["id"],
+        first
+    );
+    // Every node shows the same playing item, and (once the nodes' presence
+    // reports, every 2 s, are in) both connections.
+    for i in 0..3 {
+        overlay_on(&c, &client, i, |v| {
+            v["now_playing"]["event_id"] == first && v["connections"] == 2
+        })
+        .await;
+    }
+    // A cancel through node 2 stops it on both pages; the other one follows.
+    let r = client
+        .put(c.url(
+            2,
+            &format!("/api/v1/events/{}/cancel", first.as_str().unwrap()),
+        ))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    assert_eq!(next_of(&mut a, "ANIMATION_CANCEL").await["eventId"], first);
+    assert_eq!(next_of(&mut b, "ANIMATION_CANCEL").await["eventId"], first);
+    let second = next_of(&mut a, "EVENT_BROADCAST").await["event"]["id"].clone();
+    assert_ne!(second, first);
+    assert_eq!(
+        next_of(&mut b, "EVENT_BROADCAST").await["event"]["id"],
+        second
+    );
+    // The end report from one page ends it everywhere; it was played once.
+    a.send(tokio_tungstenite::tungstenite::Message::Text(
+        json!({"type": "ANIMATION_ENDED", "eventId": second, "play": 0})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .expect("send");
+    for i in 0..3 {
+        let v = overlay_on(&c, &client, i, |v| {
+            v["now_playing"].is_null() && v["history"].as_array().is_some_and(|h| h.len() == 2)
+        })
+        .await;
+        assert_eq!(v["history"][0]["status"], "completed", "node {i}: {v}");
+        assert_eq!(v["history"][1]["status"], "cancelled", "node {i}: {v}");
+    }
+    c.cleanup().await;
 }

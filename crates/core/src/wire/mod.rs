@@ -17,6 +17,7 @@ mod server;
 use serde_json::{Map, Value};
 
 use crate::filter::Filter;
+use crate::overlay::{Action, Report};
 
 pub(crate) use filter::take;
 pub use filter::{is_stream_pattern, offset_value, take_filter};
@@ -38,6 +39,10 @@ pub mod codes {
     pub const UNAVAILABLE: &str = "unavailable";
     /// Something failed inside the server.
     pub const INTERNAL: &str = "internal";
+    /// The event or overlay named does not exist (or does not have it).
+    pub const NOT_FOUND: &str = "not_found";
+    /// The request conflicts with the current state (a refused transition).
+    pub const CONFLICT: &str = "conflict";
 }
 
 /// WebSocket close codes for terminal cases.
@@ -74,6 +79,48 @@ pub enum ClientMessage {
         /// The bearer token.
         token: String,
     },
+    /// An overlay's status report on the item it plays.
+    Report {
+        /// The event.
+        event_id: String,
+        /// Which play (0 when not given).
+        play: u32,
+        /// What happened.
+        status: Report,
+        /// The overlay named in the frame, if any (must be the connection's).
+        overlay: Option<String>,
+        /// Why, for `ANIMATION_FAILED`.
+        reason: Option<String>,
+        /// Echoed in an `ERROR`.
+        reference: Option<String>,
+    },
+    /// An operator's cancel or replay of an event.
+    Animation {
+        /// Replay (true) or cancel (false).
+        replay: bool,
+        /// The event.
+        event_id: String,
+        /// Only on this overlay.
+        target_overlay: Option<String>,
+        /// Echoed in `CONTROL_OK` or `ERROR`.
+        reference: Option<String>,
+    },
+    /// An operator's action on one overlay's queue.
+    OverlayControl {
+        /// The overlay.
+        overlay: String,
+        /// What to do.
+        action: Action,
+        /// For `clear`: only types matching this glob.
+        event_type: Option<String>,
+        /// Echoed in `CONTROL_OK` or `ERROR`.
+        reference: Option<String>,
+    },
+    /// The overlay's page was shown or hidden.
+    Visibility {
+        /// Visible now?
+        visible: bool,
+    },
     /// A message of the protocol this server does not handle yet.
     Unsupported(String),
 }
@@ -92,6 +139,8 @@ pub struct Subscribe {
     pub since: Option<u64>,
     /// Start with the last N matching events.
     pub rewind: Option<usize>,
+    /// Also receive overlay queue updates (`ANIMATION_*`, `OVERLAY_STATE`).
+    pub overlay_updates: bool,
 }
 
 /// Most events a `rewind` may ask for.
@@ -119,15 +168,7 @@ impl WireError {
     }
 }
 
-const SUPPORTED_LATER: &[&str] = &[
-    "ANIMATION_CANCEL",
-    "ANIMATION_REPLAY",
-    "ANIMATION_STARTED",
-    "ANIMATION_ENDED",
-    "ANIMATION_CANCELLED",
-    "STATE_SET",
-    "STATE_PATCH",
-];
+const SUPPORTED_LATER: &[&str] = &["STATE_SET", "STATE_PATCH"];
 
 impl ClientMessage {
     /// Parses a text frame.
@@ -170,6 +211,55 @@ impl ClientMessage {
                 Some(Value::String(token)) => Ok(Self::Auth { token }),
                 _ => Err(WireError::invalid("token", "must be a string")),
             },
+            "ANIMATION_STARTED"
+            | "ANIMATION_ENDED"
+            | "ANIMATION_CANCELLED"
+            | "ANIMATION_FAILED" => {
+                let status = match kind.as_str() {
+                    "ANIMATION_STARTED" => Report::Started,
+                    "ANIMATION_ENDED" => Report::Ended,
+                    "ANIMATION_CANCELLED" => Report::Cancelled,
+                    _ => Report::Failed,
+                };
+                Ok(Self::Report {
+                    event_id: take_event_id(&mut obj)?,
+                    play: take_play(&mut obj)?,
+                    status,
+                    overlay: take_overlay(&mut obj, &["overlay", "overlayId"])?,
+                    reason: take_string(&mut obj, "reason")?,
+                    reference,
+                })
+            }
+            "ANIMATION_CANCEL" | "ANIMATION_REPLAY" => Ok(Self::Animation {
+                replay: kind == "ANIMATION_REPLAY",
+                event_id: take_event_id(&mut obj)?,
+                target_overlay: take_overlay(&mut obj, &["targetOverlay", "target_overlay"])?,
+                reference,
+            }),
+            "OVERLAY_CONTROL" => {
+                let overlay = take_overlay(&mut obj, &["overlay", "overlayId"])?
+                    .ok_or_else(|| WireError::invalid("overlay", "is required"))?;
+                let action = take_string(&mut obj, "action")?
+                    .and_then(|a| Action::parse(&a))
+                    .ok_or_else(|| {
+                        WireError::invalid("action", "must be skip, pause, resume or clear")
+                    })?;
+                let event_type = match take(&mut obj, &["eventType", "event_type", "type_glob"]) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(t)) => Some(t),
+                    Some(_) => return Err(WireError::invalid("eventType", "must be a string")),
+                };
+                Ok(Self::OverlayControl {
+                    overlay,
+                    action,
+                    event_type,
+                    reference,
+                })
+            }
+            "OVERLAY_VISIBILITY" => match obj.remove("visible") {
+                Some(Value::Bool(visible)) => Ok(Self::Visibility { visible }),
+                _ => Err(WireError::invalid("visible", "must be true or false")),
+            },
             k if SUPPORTED_LATER.contains(&k) => Ok(Self::Unsupported(kind)),
             _ => Err(WireError {
                 code: codes::UNKNOWN_TYPE,
@@ -188,6 +278,48 @@ fn take_ref(obj: &mut Map<String, Value>) -> Result<Option<String>, WireError> {
         Some(_) => Err(WireError::invalid(
             "ref",
             "must be a string of at most 128 bytes",
+        )),
+    }
+}
+
+fn take_event_id(obj: &mut Map<String, Value>) -> Result<String, WireError> {
+    match take(obj, &["eventId", "event_id"]) {
+        Some(Value::String(s)) if crate::name::is_event_id(&s) => Ok(s),
+        _ => Err(WireError::invalid(
+            "eventId",
+            "is required and must match [A-Za-z0-9_.:-]{1,128}",
+        )),
+    }
+}
+
+fn take_overlay(obj: &mut Map<String, Value>, names: &[&str]) -> Result<Option<String>, WireError> {
+    match take(obj, names) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if crate::name::is_event_id(&s) => Ok(Some(s)),
+        Some(_) => Err(WireError::invalid(
+            names[0],
+            "must match [A-Za-z0-9_.:-]{1,128}",
+        )),
+    }
+}
+
+fn take_play(obj: &mut Map<String, Value>) -> Result<u32, WireError> {
+    match obj.remove("play") {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| WireError::invalid("play", "must be a non-negative integer")),
+    }
+}
+
+fn take_string(obj: &mut Map<String, Value>, name: &str) -> Result<Option<String>, WireError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 1000 => Ok(Some(s)),
+        Some(_) => Err(WireError::invalid(
+            name,
+            "must be a string of at most 1000 bytes",
         )),
     }
 }
@@ -223,6 +355,16 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
                 })? as usize,
         ),
     };
+    let overlay_updates = match take(&mut obj, &["overlayUpdates", "overlay_updates"]) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => {
+            return Err(WireError::invalid(
+                "overlayUpdates",
+                "must be true or false",
+            ));
+        }
+    };
     obj.remove("id");
     if let Some(k) = obj.keys().next() {
         return Err(WireError::invalid(k, "unknown field"));
@@ -236,6 +378,7 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
         filter_given,
         since,
         rewind,
+        overlay_updates,
     })
 }
 
@@ -310,6 +453,7 @@ mod tests {
             id: "e".into(),
             offset: 3,
             duplicate: false,
+            scheduled: false,
             reference: Some("r".into()),
         };
         let text = m.to_text();

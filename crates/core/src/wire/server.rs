@@ -36,6 +36,10 @@ pub enum ServerMessage {
         /// True when the id was already stored and nothing new was delivered.
         #[serde(default)]
         duplicate: bool,
+        /// True when the event is held until its `scheduled_at`; its offset
+        /// (0 here) is assigned when it is delivered.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        scheduled: bool,
         /// The client's `ref`, echoed.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
@@ -49,6 +53,21 @@ pub enum ServerMessage {
         /// The offending field.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         field: Option<String>,
+        /// The client's `ref`, echoed.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// A control (`ANIMATION_CANCEL`, `ANIMATION_REPLAY`, `OVERLAY_CONTROL`)
+    /// was applied.
+    ControlOk {
+        /// `cancel`, `replay`, `skip`, `pause`, `resume` or `clear`.
+        action: String,
+        /// The event, for cancel and replay.
+        #[serde(default, rename = "eventId", skip_serializing_if = "Option::is_none")]
+        event_id: Option<String>,
+        /// The overlay, for queue actions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        overlay: Option<String>,
         /// The client's `ref`, echoed.
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,

@@ -1,6 +1,12 @@
 //! `POST /events` (one, an array, or NDJSON), `GET /events` and
 //! `GET /events/history` (filters, time range, cursor pagination),
-//! `GET /events/{id}` (SPEC §3.2).
+//! `GET /events/{id}` (SPEC §3.2), and the held scheduled events (SPEC §4):
+//! `GET /events/scheduled`, `GET|DELETE /events/scheduled/{id}`.
+//!
+//! A publish whose `scheduled_at` lies ahead is held, not appended
+//! ([`crate::schedule`]): it answers `202 Accepted` (per item in a batch)
+//! with the event as [`held_json`] shows it — no offset yet, `"scheduled":
+//! true` — and `GET /events/{id}` shows it so until it is released.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,7 +21,8 @@ use streambus_core::{DEFAULT_TENANT, EventClass, name, time};
 
 use super::error::ApiError;
 use super::extract::{AppBody, AppQuery, correlation_id, json_body};
-use crate::publish::{ItemResult, publish_batch, publish_one, stored_json, validate_item};
+use crate::publish::{Published, publish_one_or_hold, publish_or_hold, stored_json, validate_item};
+use crate::schedule::{self, held_json};
 use crate::state::AppState;
 
 /// Default and largest page for history queries.
@@ -27,6 +34,13 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/events", get(list_events).post(publish_events))
         .route("/events/history", get(list_events))
+        // Static segments win over `{id}` (so an event whose id is
+        // `scheduled` is read from the history query, not from here).
+        .route("/events/scheduled", get(list_scheduled))
+        .route(
+            "/events/scheduled/{id}",
+            get(get_scheduled).delete(cancel_scheduled),
+        )
         .route("/events/{id}", get(get_event))
 }
 
@@ -37,6 +51,32 @@ pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> R
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    res
+}
+
+/// The answer to a single publish: 201 with the stored event (200 for a
+/// repeated id), or 202 with the held event; `Location` names it.
+pub fn published_response(published: &Published) -> Response {
+    let (status, id, body) = match published {
+        Published::Stored(a) => (
+            if a.duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            a.record.event.id.as_str(),
+            stored_json(a).to_vec(),
+        ),
+        Published::Held(e) => (
+            StatusCode::ACCEPTED,
+            e.id.as_str(),
+            held_json(e).to_string().into_bytes(),
+        ),
+    };
+    let mut res = json_response(status, body);
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/events/{id}")) {
+        res.headers_mut().insert(header::LOCATION, loc);
+    }
     res
 }
 
@@ -91,18 +131,8 @@ async fn publish_events(
         BodyKind::One => {
             let value = json_body(&body)?;
             let event = validate_item(&state, DEFAULT_TENANT, value, body.len(), &ctx)?;
-            let a = publish_one(&state, DEFAULT_TENANT, event).await?;
-            let status = if a.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            let mut res = json_response(status, stored_json(&a).to_vec());
-            if let Ok(loc) = HeaderValue::from_str(&format!("/api/v1/events/{}", a.record.event.id))
-            {
-                res.headers_mut().insert(header::LOCATION, loc);
-            }
-            return Ok(res);
+            let published = publish_one_or_hold(&state, DEFAULT_TENANT, event).await?;
+            return Ok(published_response(&published));
         }
         BodyKind::Array => {
             let raw: Vec<&RawValue> =
@@ -141,7 +171,7 @@ async fn publish_events(
         .into_iter()
         .map(|(value, len)| value.and_then(|v| validate_item(&state, DEFAULT_TENANT, v, len, &ctx)))
         .collect();
-    let results = publish_batch(&state, DEFAULT_TENANT, validated).await?;
+    let results = publish_or_hold(&state, DEFAULT_TENANT, validated).await?;
     let mut out = Vec::with_capacity(results.len() * 256);
     out.extend_from_slice(b"{\"results\":[");
     for (i, r) in results.iter().enumerate() {
@@ -149,13 +179,17 @@ async fn publish_events(
             out.push(b',');
         }
         match r {
-            ItemResult::Stored(a) => {
+            Ok(Published::Stored(a)) => {
                 let status = if a.duplicate { 200 } else { 201 };
                 out.extend_from_slice(format!("{{\"status\":{status},\"event\":").as_bytes());
                 out.extend_from_slice(stored_json(a));
                 out.push(b'}');
             }
-            ItemResult::Rejected(e) => {
+            Ok(Published::Held(e)) => {
+                let item = serde_json::json!({"status": 202, "event": held_json(e)});
+                out.extend_from_slice(item.to_string().as_bytes());
+            }
+            Err(e) => {
                 let item =
                     serde_json::json!({"status": e.status().as_u16(), "problem": e.problem()});
                 out.extend_from_slice(item.to_string().as_bytes());
@@ -290,14 +324,84 @@ async fn get_event(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !name::is_event_id(&id) {
-        return Err(ApiError::bad_field(
-            "id",
-            "must match [A-Za-z0-9_.:-]{1,128}",
-        ));
+    check_id(&id)?;
+    if let Some(r) = state.store.get(DEFAULT_TENANT, &id).await? {
+        return Ok(json_response(StatusCode::OK, r.json.clone()));
     }
-    match state.store.get(DEFAULT_TENANT, &id).await? {
-        Some(r) => Ok(json_response(StatusCode::OK, r.json.clone())),
+    // Not in the log (yet): it may be held until its `scheduled_at`.
+    match state.store.get_scheduled(DEFAULT_TENANT, &id).await? {
+        Some(e) => Ok(json_response(StatusCode::OK, held_json(&e).to_string())),
         None => Err(ApiError::NotFound(format!("no event with id `{id}`"))),
     }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if name::is_event_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_field(
+            "id",
+            "must match [A-Za-z0-9_.:-]{1,128}",
+        ))
+    }
+}
+
+/// Query parameters of `GET /events/scheduled`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledParams {
+    limit: Option<String>,
+}
+
+/// `GET /events/scheduled`: the held events, soonest due first, as
+/// `{"data": [...]}`.
+async fn list_scheduled(
+    State(state): State<AppState>,
+    AppQuery(params): AppQuery<ScheduledParams>,
+) -> Result<Response, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None | Some("") => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_field("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
+            })?,
+    };
+    let held = state.store.list_scheduled(DEFAULT_TENANT, limit).await?;
+    let data: Vec<serde_json::Value> = held.iter().map(held_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::json!({ "data": data }).to_string(),
+    ))
+}
+
+/// `GET /events/scheduled/{id}`: one held event.
+async fn get_scheduled(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    match state.store.get_scheduled(DEFAULT_TENANT, &id).await? {
+        Some(e) => Ok(json_response(StatusCode::OK, held_json(&e).to_string())),
+        None => Err(not_held(&id)),
+    }
+}
+
+/// `DELETE /events/scheduled/{id}`: withdraws a held event (204); it will
+/// never be delivered.
+async fn cancel_scheduled(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_id(&id)?;
+    match schedule::cancel(&state, DEFAULT_TENANT, &id).await? {
+        Some(_) => Ok(StatusCode::NO_CONTENT),
+        None => Err(not_held(&id)),
+    }
+}
+
+fn not_held(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no scheduled event `{id}` is held"))
 }

@@ -2,12 +2,16 @@
 //!
 //! The API is served under `/api/v1` and, as aliases, at the seeds' own
 //! `/api/...` paths (SPEC §3.2). The seed 004 stream API is additionally
-//! served under `/api/v1/broadcast-demo` (that seed's second service).
+//! served under `/api/v1/broadcast-demo` (that seed's second service). The
+//! browser pages (`/admin`, `/overlay`, `/sdk.js`, `/assets/…`) sit at the
+//! root ([`pages`]).
 
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod overlays;
+pub mod pages;
 pub mod sse;
 pub mod streams;
 pub mod subscriptions;
@@ -32,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(types::router())
         .merge(templates::router())
         .merge(subscriptions::router())
+        .merge(overlays::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));
@@ -44,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api.clone())
         .nest("/api", api)
         .merge(health::router())
+        .merge(pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))

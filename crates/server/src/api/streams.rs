@@ -120,7 +120,12 @@ fn stream_names(
     stored: &[StreamInfo],
     clients: &std::collections::HashMap<String, usize>,
 ) -> Vec<String> {
-    let mut names: Vec<String> = stored.iter().map(|s| s.name.clone()).collect();
+    // Internal streams (`_overlays`) are not the operator's to start or stop.
+    let mut names: Vec<String> = stored
+        .iter()
+        .filter(|s| !s.name.starts_with('_'))
+        .map(|s| s.name.clone())
+        .collect();
     names.extend(state.generators.streams(DEFAULT_TENANT));
     names.extend(clients.keys().filter(|s| name::is_stream_name(s)).cloned());
     names.sort();

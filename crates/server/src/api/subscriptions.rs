@@ -20,7 +20,9 @@ use streambus_core::{DEFAULT_TENANT, consumer};
 use super::error::ApiError;
 use super::events::json_response;
 use super::extract::{AppBody, json_body};
+use crate::overlays::publish_op;
 use crate::state::AppState;
+use streambus_core::overlay::Op;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
@@ -94,6 +96,7 @@ async fn put_subscription(
         .store
         .put_subscription(DEFAULT_TENANT, &overlay_id, &canonical)
         .await?;
+    subscription_changed(&state, &overlay_id, canonical.clone()).await?;
     Ok(with_id(&overlay_id, canonical))
 }
 
@@ -107,10 +110,24 @@ async fn delete_subscription(
         .delete_subscription(DEFAULT_TENANT, &overlay_id)
         .await?
     {
+        subscription_changed(&state, &overlay_id, serde_json::json!({})).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found(&overlay_id))
     }
+}
+
+/// Tells the overlay's queue which animated events it gets from now on.
+async fn subscription_changed(
+    state: &AppState,
+    overlay_id: &str,
+    filter: Value,
+) -> Result<(), ApiError> {
+    let op = Op::Subscription {
+        overlay: overlay_id.to_owned(),
+        filter,
+    };
+    publish_op(state, DEFAULT_TENANT, op).await.map(drop)
 }
 
 fn not_found(overlay_id: &str) -> ApiError {

@@ -19,9 +19,10 @@ use streambus_core::{DEFAULT_TENANT, name};
 
 use super::error::ApiError;
 use super::events::json_response;
+use super::events::published_response;
 use super::extract::{AppBody, correlation_id, json_body};
 use super::types::created_at;
-use crate::publish::{publish_one, stored_json, validate_item};
+use crate::publish::{publish_one_or_hold, validate_item};
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -136,18 +137,8 @@ async fn fire_template(
     };
     let len = event.to_string().len();
     let new = validate_item(&state, DEFAULT_TENANT, event, len, &ctx)?;
-    let appended = publish_one(&state, DEFAULT_TENANT, new).await?;
-    let status = if appended.duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    let mut res = json_response(status, stored_json(&appended).to_vec());
-    let location = format!("/api/v1/events/{}", appended.record.event.id);
-    if let Ok(loc) = axum::http::HeaderValue::from_str(&location) {
-        res.headers_mut().insert(axum::http::header::LOCATION, loc);
-    }
-    Ok(res)
+    let published = publish_one_or_hold(&state, DEFAULT_TENANT, new).await?;
+    Ok(published_response(&published))
 }
 
 async fn find(state: &AppState, template_name: &str) -> Result<Template, ApiError> {

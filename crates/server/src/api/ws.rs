@@ -15,18 +15,34 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::response::Response;
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
+use streambus_core::overlay::{Op, Report};
 use streambus_core::validate::{PublishContext, check_size};
 use streambus_core::wire::{ClientMessage, ServerMessage, Subscribe, close, codes};
-use streambus_core::{DEFAULT_TENANT, Filter, consumer, time};
+use streambus_core::{DEFAULT_TENANT, EventClass, Filter, consumer, time};
+use tokio::sync::broadcast;
 use tracing::{debug, instrument};
 
 use super::error::ApiError;
-use crate::publish::{prepare, publish_one};
+use super::overlays;
+use crate::overlays::{Attachment, publish_op};
+use crate::publish::{Published, prepare, publish_one_or_hold};
 use crate::state::AppState;
 use crate::subscription::{StartAt, SubError, Subscription};
 
 type Sink = SplitSink<WebSocket, Message>;
-type Reply = Pin<Box<dyn Future<Output = ServerMessage> + Send>>;
+/// A frame's answer that waits on the log; `None` when there is nothing to say.
+type Reply = Pin<Box<dyn Future<Output = Option<ServerMessage>> + Send>>;
+
+/// What a connection has asked for.
+#[derive(Default)]
+struct Conn {
+    /// The ordinary subscription.
+    sub: Option<Subscription>,
+    /// Set when the connection is an overlay: its queue's frames.
+    overlay: Option<Attachment>,
+    /// Set when the connection asked for queue updates.
+    updates: Option<broadcast::Receiver<Utf8Bytes>>,
+}
 
 /// Upgrades the request to a WebSocket connection.
 pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
@@ -41,7 +57,7 @@ pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Res
 #[instrument(skip_all)]
 async fn connection(state: AppState, socket: WebSocket) {
     let (mut sink, mut frames) = socket.split();
-    let mut sub: Option<Subscription> = None;
+    let mut conn = Conn::default();
     let mut inflight: FuturesOrdered<Reply> = FuturesOrdered::new();
     let heartbeat = Duration::from_secs(state.config.server.heartbeat_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -60,7 +76,7 @@ async fn connection(state: AppState, socket: WebSocket) {
             }
             frame = frames.next(), if inflight.len() < max_inflight => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let outcome = handle_text(&state, &text, &mut sub, &mut inflight).await;
+                    let outcome = handle_text(&state, &text, &mut conn, &mut inflight).await;
                     if let Some(reply) = outcome && send(&mut sink, reply).await.is_err() {
                         break;
                     }
@@ -83,12 +99,23 @@ async fn connection(state: AppState, socket: WebSocket) {
                 }
             },
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                if send(&mut sink, reply).await.is_err() { break; }
+                if let Some(reply) = reply && send(&mut sink, reply).await.is_err() { break; }
             }
-            next = next_batch(&mut sub, batch) => match next {
+            frame = overlay_frame(&mut conn.overlay) => {
+                if sink.send(Message::Text(frame)).await.is_err() { break; }
+            }
+            update = queue_update(&mut conn.updates) => {
+                if sink.send(Message::Text(update)).await.is_err() { break; }
+            }
+            next = next_batch(&mut conn.sub, batch) => match next {
                 Ok(deliveries) => {
                     let mut failed = false;
+                    // An overlay gets animated events from its queue only.
+                    let queued = conn.overlay.is_some();
                     for d in &deliveries {
+                        if queued && d.record.event.class == EventClass::Animated {
+                            continue;
+                        }
                         if sink.feed(Message::Text(d.ws_frame())).await.is_err() {
                             failed = true;
                             break;
@@ -106,7 +133,7 @@ async fn connection(state: AppState, socket: WebSocket) {
                     break;
                 }
                 Err(e) => {
-                    sub = None;
+                    conn.sub = None;
                     let reply = error(codes::UNAVAILABLE, &format!("subscription ended: {e}; subscribe again"), None);
                     if send(&mut sink, reply).await.is_err() { break; }
                 }
@@ -117,6 +144,30 @@ async fn connection(state: AppState, socket: WebSocket) {
         }
     }
     debug!("websocket closed");
+}
+
+async fn overlay_frame(overlay: &mut Option<Attachment>) -> Utf8Bytes {
+    match overlay {
+        Some(a) => a.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn queue_update(updates: &mut Option<broadcast::Receiver<Utf8Bytes>>) -> Utf8Bytes {
+    let Some(rx) = updates else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(frame) => return frame,
+            // Each update carries a whole overlay's state: later ones repair.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                *updates = None;
+                return std::future::pending().await;
+            }
+        }
+    }
 }
 
 async fn next_batch(
@@ -133,7 +184,7 @@ async fn next_batch(
 async fn handle_text(
     state: &AppState,
     text: &str,
-    sub: &mut Option<Subscription>,
+    conn: &mut Conn,
     inflight: &mut FuturesOrdered<Reply>,
 ) -> Option<ServerMessage> {
     let msg = match ClientMessage::parse(text) {
@@ -143,17 +194,13 @@ async fn handle_text(
     match msg {
         ClientMessage::Subscribe(req) => {
             // Replace any current subscription; the old one stops at once.
-            *sub = None;
-            match subscribe(state, *req).await {
-                Ok((s, reply)) => {
-                    *sub = Some(s);
-                    Some(reply)
-                }
-                Err(reply) => Some(reply),
+            *conn = Conn::default();
+            match subscribe(state, *req, conn).await {
+                Ok(reply) | Err(reply) => Some(reply),
             }
         }
         ClientMessage::Unsubscribe => {
-            *sub = None;
+            *conn = Conn::default();
             Some(ServerMessage::Unsubscribed {})
         }
         ClientMessage::Publish { event, reference } => {
@@ -182,15 +229,116 @@ async fn handle_text(
             };
             let state = state.clone();
             inflight.push_back(Box::pin(async move {
-                match publish_one(&state, DEFAULT_TENANT, event).await {
-                    Ok(a) => ServerMessage::Ack {
-                        id: a.record.event.id.clone(),
-                        offset: a.record.offset(),
-                        duplicate: a.duplicate,
+                Some(
+                    match publish_one_or_hold(&state, DEFAULT_TENANT, event).await {
+                        Ok(Published::Stored(a)) => ServerMessage::Ack {
+                            id: a.record.event.id.clone(),
+                            offset: a.record.offset(),
+                            duplicate: a.duplicate,
+                            scheduled: false,
+                            reference,
+                        },
+                        // Held until its `scheduled_at`: it gets its offset then.
+                        Ok(Published::Held(e)) => ServerMessage::Ack {
+                            id: e.id,
+                            offset: 0,
+                            duplicate: false,
+                            scheduled: true,
+                            reference,
+                        },
+                        Err(e) => api_error(&e, reference),
+                    },
+                )
+            }));
+            None
+        }
+        ClientMessage::Report {
+            event_id,
+            play,
+            status,
+            overlay,
+            reason,
+            reference,
+        } => {
+            let own = match own_overlay(conn, overlay.as_deref()) {
+                Ok(o) => o,
+                Err(msg) => return Some(error(codes::INVALID, &msg, reference)),
+            };
+            // The dispatch already made the item active; a start report
+            // changes nothing and is not stored.
+            if status == Report::Started {
+                return None;
+            }
+            let op = Op::Report {
+                overlay: own,
+                event_id,
+                play,
+                status,
+                reason,
+            };
+            push_op(state, inflight, op, reference);
+            None
+        }
+        ClientMessage::Visibility { visible } => {
+            let own = match own_overlay(conn, None) {
+                Ok(o) => o,
+                Err(msg) => return Some(error(codes::INVALID, &msg, None)),
+            };
+            push_op(
+                state,
+                inflight,
+                Op::Visibility {
+                    overlay: own,
+                    visible,
+                },
+                None,
+            );
+            None
+        }
+        ClientMessage::Animation {
+            replay,
+            event_id,
+            target_overlay,
+            reference,
+        } => {
+            let state = state.clone();
+            inflight.push_back(Box::pin(async move {
+                let done = if replay {
+                    overlays::replay(&state, DEFAULT_TENANT, &event_id, target_overlay).await
+                } else {
+                    overlays::cancel(&state, DEFAULT_TENANT, &event_id, target_overlay).await
+                };
+                Some(match done {
+                    Ok(_) => ServerMessage::ControlOk {
+                        action: if replay { "replay" } else { "cancel" }.into(),
+                        event_id: Some(event_id),
+                        overlay: None,
                         reference,
                     },
                     Err(e) => api_error(&e, reference),
-                }
+                })
+            }));
+            None
+        }
+        ClientMessage::OverlayControl {
+            overlay,
+            action,
+            event_type,
+            reference,
+        } => {
+            let state = state.clone();
+            inflight.push_back(Box::pin(async move {
+                let done =
+                    overlays::control(&state, DEFAULT_TENANT, &overlay, action, event_type).await;
+                Some(match done {
+                    Ok(_) => ServerMessage::ControlOk {
+                        action: action.as_str().into(),
+                        event_id: None,
+                        overlay: Some(overlay),
+                        reference,
+                    },
+                    Err(e) => api_error(&e, reference),
+                })
             }));
             None
         }
@@ -208,10 +356,42 @@ async fn handle_text(
     }
 }
 
+/// The connection's overlay, checked against one named in a frame.
+fn own_overlay(conn: &Conn, named: Option<&str>) -> Result<String, String> {
+    let Some(own) = conn.overlay.as_ref().map(Attachment::overlay) else {
+        return Err("only an overlay reports status: SUBSCRIBE with an overlayId first".into());
+    };
+    match named {
+        Some(n) if n != own => Err(format!(
+            "overlay: this connection is overlay `{own}`, not `{n}`"
+        )),
+        _ => Ok(own.to_owned()),
+    }
+}
+
+/// Publishes a queue input; only a failure is answered.
+fn push_op(
+    state: &AppState,
+    inflight: &mut FuturesOrdered<Reply>,
+    op: Op,
+    reference: Option<String>,
+) {
+    let state = state.clone();
+    inflight.push_back(Box::pin(async move {
+        publish_op(&state, DEFAULT_TENANT, op)
+            .await
+            .err()
+            .map(|e| api_error(&e, reference))
+    }));
+}
+
+/// Starts the subscription a `SUBSCRIBE` asks for; an overlay also joins its
+/// queue. Answers `SUBSCRIBED`, or the `ERROR` to send.
 async fn subscribe(
     state: &AppState,
     req: Subscribe,
-) -> Result<(Subscription, ServerMessage), ServerMessage> {
+    conn: &mut Conn,
+) -> Result<ServerMessage, ServerMessage> {
     let at = StartAt {
         since: req.since,
         rewind: req.rewind,
@@ -225,17 +405,32 @@ async fn subscribe(
             .await
             .map_err(|e| api_error(&e, None))?;
     }
-    match Subscription::start(state, DEFAULT_TENANT, filter, at).await {
-        Ok((s, started)) => Ok((
-            s,
-            ServerMessage::Subscribed {
-                offset: started.head,
-                recovered: started.recovered,
-                earliest_offset: started.earliest,
-            },
-        )),
-        Err(e) => Err(api_error(&ApiError::from(e), None)),
+    let queue_filter = consumer::filter_to_json(&filter);
+    let (sub, started) = Subscription::start(state, DEFAULT_TENANT, filter, at)
+        .await
+        .map_err(|e| api_error(&ApiError::from(e), None))?;
+    if let Some(overlay) = req.overlay_id {
+        // Registered before the attach is published, so the item the attach
+        // sends again reaches this connection.
+        let attachment = state.overlays.attach(DEFAULT_TENANT, &overlay);
+        let op = Op::Attach {
+            overlay,
+            filter: Some(queue_filter),
+        };
+        publish_op(state, DEFAULT_TENANT, op)
+            .await
+            .map_err(|e| api_error(&e, None))?;
+        conn.overlay = Some(attachment);
     }
+    if req.overlay_updates {
+        conn.updates = Some(state.overlays.admin_updates(DEFAULT_TENANT));
+    }
+    conn.sub = Some(sub);
+    Ok(ServerMessage::Subscribed {
+        offset: started.head,
+        recovered: started.recovered,
+        earliest_offset: started.earliest,
+    })
 }
 
 /// An overlay's stored subscription (`PUT /subscriptions/{overlay_id}`), or
@@ -256,10 +451,11 @@ async fn stored_filter(state: &AppState, overlay: &str) -> Result<Filter, ApiErr
 }
 
 fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {
-    let code = if e.status().is_server_error() {
-        codes::UNAVAILABLE
-    } else {
-        codes::INVALID
+    let code = match e.status() {
+        s if s.is_server_error() => codes::UNAVAILABLE,
+        axum::http::StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        axum::http::StatusCode::CONFLICT => codes::CONFLICT,
+        _ => codes::INVALID,
     };
     let problem = e.problem();
     ServerMessage::Error {

@@ -4,9 +4,12 @@ mod util;
 
 mod health;
 mod history;
+mod overlays;
+mod pages;
 mod pause;
 mod publish;
 mod resume;
+mod schedule;
 mod seed004;
 mod slow;
 mod smoke;

@@ -497,11 +497,8 @@ async fn publish_error_echoes_the_ref() {
 async fn messages_not_available_yet_get_error_not_a_close() {
     let server = TestServer::start().await;
     let mut ws = WsClient::connect(&server).await;
-    ws.expect_error(
-        r#"{"type":"ANIMATION_CANCEL","eventId":"evt_1"}"#,
-        "unsupported",
-    )
-    .await;
+    ws.expect_error(r#"{"type":"STATE_SET","key":"k"}"#, "unsupported")
+        .await;
     ws.assert_alive().await;
 }
 
