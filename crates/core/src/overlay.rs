@@ -148,7 +148,7 @@ impl Action {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     /// A connection of the overlay opened: the overlay exists from now on,
-    /// with this filter when given; what plays is sent again.
+    /// with this filter when given; what plays starts its deadline again.
     Attach {
         /// The overlay.
         overlay: String,
@@ -177,7 +177,11 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
-    /// Start this item now (a node's decision).
+    /// Start this item now (a node's decision) in the overlay's next play
+    /// slot. The slot, not the item, makes the id: two nodes choosing
+    /// differently for one slot store one choice, and a slot whose choice
+    /// came too late (the item was cancelled meanwhile) is used up, so the
+    /// next proposal gets a fresh id.
     Dispatch {
         /// The overlay.
         overlay: String,
@@ -185,6 +189,9 @@ pub enum Op {
         event_id: String,
         /// Which play.
         play: u32,
+        /// The overlay's slot count when proposed ([`Overlay::slot`]).
+        #[serde(default)]
+        slot: u64,
     },
     /// The play ran past its duration and grace with no end report.
     Timeout {
@@ -270,11 +277,9 @@ impl Op {
     /// that must each be stored.
     pub fn decision_id(&self) -> Option<String> {
         let (kind, overlay, event_id, play) = match self {
-            Self::Dispatch {
-                overlay,
-                event_id,
-                play,
-            } => ("dispatch", overlay, event_id, play),
+            Self::Dispatch { overlay, slot, .. } => {
+                return Some(short_id(format!("ov.dispatch:{overlay}:{slot}")));
+            }
             Self::Timeout {
                 overlay,
                 event_id,
@@ -287,13 +292,17 @@ impl Op {
             } => ("expire", overlay, event_id, play),
             _ => return None,
         };
-        let id = format!("ov.{kind}:{overlay}:{event_id}:{play}");
-        Some(if id.len() <= crate::name::MAX_ID_LEN {
-            id
-        } else {
-            format!("ov.{kind}:{:016x}", fnv1a(id.as_bytes()))
-        })
+        Some(short_id(format!("ov.{kind}:{overlay}:{event_id}:{play}")))
     }
+}
+
+/// `id`, or when it is longer than an event id may be, its kind and a hash.
+fn short_id(id: String) -> String {
+    if id.len() <= crate::name::MAX_ID_LEN {
+        return id;
+    }
+    let kind = id.split(':').next().unwrap_or("ov");
+    format!("{kind}:{:016x}", fnv1a(id.as_bytes()))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -426,6 +435,8 @@ pub struct Overlay {
     pub history: VecDeque<Item>,
     /// When the last play ended, ms.
     pub last_end_ms: i64,
+    /// Dispatch slots used so far (see [`Op::Dispatch`]).
+    pub slot: u64,
     /// Latest play and status of every event it has had.
     plays: HashMap<String, (u32, Status)>,
     /// Outcomes so far.
@@ -444,6 +455,7 @@ impl Overlay {
             queue: Vec::new(),
             history: VecDeque::new(),
             last_end_ms: 0,
+            slot: 0,
             plays: HashMap::new(),
             counts: Counts::default(),
         }
@@ -704,14 +716,10 @@ impl Queues {
                 }
                 o.visible = true;
                 if let Some((item, deadline)) = &mut o.playing {
-                    // Played again from the start on the new page.
+                    // The new page plays it again from the start (the node
+                    // sends it what plays when it registers the connection).
                     let duration = item.record.event.duration_ms.unwrap_or(5_000);
                     *deadline = at + ms(duration + o.settings.grace_ms);
-                    out.push(Effect::Send {
-                        overlay: overlay.clone(),
-                        record: Arc::clone(&item.record),
-                        play: item.play,
-                    });
                 }
                 Some(overlay)
             }
@@ -743,11 +751,16 @@ impl Queues {
                 overlay,
                 event_id,
                 play,
+                slot,
             } => {
                 let Some(o) = self.overlays.get_mut(&overlay) else {
                     return;
                 };
-                // A second node's different choice for the same slot loses.
+                // Each slot is used once, whatever becomes of its choice.
+                if slot < o.slot {
+                    return;
+                }
+                o.slot = slot + 1;
                 if o.playing.is_some() {
                     return;
                 }
@@ -944,6 +957,7 @@ impl Queues {
                                 overlay: id(),
                                 event_id: i.event_id().to_owned(),
                                 play: i.play,
+                                slot: o.slot,
                             });
                         } else {
                             at(ready);

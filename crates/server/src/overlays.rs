@@ -140,22 +140,30 @@ impl Overlays {
     }
 
     /// Registers an overlay connection: it receives the overlay's frames
-    /// until the returned guard drops. The caller then publishes
-    /// [`Op::Attach`] so the overlay exists and gets what plays.
+    /// until the returned guard drops, starting with what plays now. Called
+    /// once this node has folded the connection's [`Op::Attach`], so the
+    /// play's deadline has started again before this connection lets the
+    /// node decide about the overlay.
     pub fn attach(self: &Arc<Self>, tenant: &str, overlay: &str) -> Attachment {
-        let frames = self.with(tenant, |t| {
+        let (first, frames) = self.with(tenant, |t| {
+            let first = t
+                .queues
+                .get(overlay)
+                .and_then(|o| o.playing.as_ref())
+                .map(|(item, _)| play_frame(&item.record, item.play));
             let l = t.local.entry(overlay.to_owned()).or_insert_with(|| Local {
                 count: 0,
                 frames: broadcast::channel(CHANNEL).0,
             });
             l.count += 1;
-            l.frames.subscribe()
+            (first, l.frames.subscribe())
         });
         self.wake.notify_one();
         Attachment {
             engine: Arc::clone(self),
             tenant: tenant.to_owned(),
             overlay: overlay.to_owned(),
+            first,
             frames: Some(frames),
         }
     }
@@ -461,6 +469,7 @@ pub struct Attachment {
     engine: Arc<Overlays>,
     tenant: String,
     overlay: String,
+    first: Option<Utf8Bytes>,
     frames: Option<broadcast::Receiver<Utf8Bytes>>,
 }
 
@@ -472,6 +481,9 @@ impl Attachment {
 
     /// The next frame for this connection (what to play, what to stop).
     pub async fn next(&mut self) -> Utf8Bytes {
+        if let Some(first) = self.first.take() {
+            return first;
+        }
         let Some(rx) = &mut self.frames else {
             return std::future::pending().await;
         };

@@ -264,7 +264,7 @@ fn pause_skip_clear_expiry_gap_and_visibility() {
 }
 
 #[test]
-fn a_reconnect_sends_the_playing_item_again_with_a_fresh_deadline() {
+fn a_reconnect_gives_the_playing_item_a_fresh_deadline() {
     let mut q = Queues::new(Settings::default());
     let mut log = Log { offset: 0 };
     q.apply(&log.op(&attach("main")));
@@ -272,7 +272,10 @@ fn a_reconnect_sends_the_playing_item_again_with_a_fresh_deadline() {
     settle(&mut q, &mut log, &["main"]);
     log.offset += 4;
     let fx = q.apply(&log.op(&attach("main")));
-    assert!(fx.iter().any(|f| matches!(f, Effect::Send { play: 0, .. })));
+    assert!(
+        !fx.iter().any(|f| matches!(f, Effect::Send { .. })),
+        "other pages are left alone"
+    );
     let (_, deadline) = q.get("main").unwrap().playing.as_ref().unwrap();
     assert_eq!(*deadline, log.now() + 5_000);
 }
@@ -310,11 +313,9 @@ fn decision_ids_are_deterministic_and_valid() {
         overlay: "main".into(),
         event_id: "evt_1".into(),
         play: 2,
+        slot: 7,
     };
-    assert_eq!(
-        op.decision_id().as_deref(),
-        Some("ov.dispatch:main:evt_1:2")
-    );
+    assert_eq!(op.decision_id().as_deref(), Some("ov.dispatch:main:7"));
     let long = Op::Timeout {
         overlay: "o".repeat(100),
         event_id: "e".repeat(100),
@@ -326,4 +327,40 @@ fn decision_ids_are_deterministic_and_valid() {
     assert_eq!(attach("x").decision_id(), None);
     let back: Op = serde_json::from_value(serde_json::to_value(&op).unwrap()).unwrap();
     assert_eq!(back, op);
+}
+
+#[test]
+fn a_slot_whose_choice_lost_or_came_too_late_is_used_up() {
+    let mut q = Queues::new(Settings::default());
+    let mut log = Log { offset: 0 };
+    q.apply(&log.op(&attach("main")));
+    q.apply(&log.animated("a", "low"));
+    // One node proposes `a` for slot 0; another, which has also seen `b`
+    // (critical), proposes `b` for slot 0 too: same id, the log keeps one.
+    let (ops, _) = q.decide(log.now(), &local(&["main"]), |_| false);
+    let for_a = ops[0].clone();
+    q.apply(&log.animated("b", "critical"));
+    let (ops, _) = q.decide(log.now(), &local(&["main"]), |_| false);
+    let for_b = ops[0].clone();
+    assert_eq!(for_a.decision_id(), for_b.decision_id());
+    q.apply(&log.op(&for_a));
+    assert_eq!(playing(&q, "main"), Some(("a".into(), 0)));
+    // Cancelling `a`: the next proposal is for a new slot, so it is stored.
+    q.apply(&log.op(&Op::Cancel {
+        event_id: "a".into(),
+        overlay: None,
+    }));
+    let (ops, _) = q.decide(log.now(), &local(&["main"]), |_| false);
+    assert_ne!(ops[0].decision_id(), for_b.decision_id());
+    // A choice that arrives after its item was cancelled still uses its slot.
+    q.apply(&log.op(&Op::Cancel {
+        event_id: "b".into(),
+        overlay: None,
+    }));
+    q.apply(&log.op(&ops[0]));
+    q.apply(&log.animated("c", "normal"));
+    let (next, _) = q.decide(log.now(), &local(&["main"]), |_| false);
+    assert_ne!(next[0].decision_id(), ops[0].decision_id());
+    q.apply(&log.op(&next[0]));
+    assert_eq!(playing(&q, "main"), Some(("c".into(), 0)));
 }

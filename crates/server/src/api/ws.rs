@@ -1,10 +1,13 @@
 //! `GET /api/v1/ws` — the WebSocket protocol (SPEC §3.3, names of seed 000).
 //!
-//! One task per connection drives three sources with `select!`: frames from
-//! the client, publishes awaiting commit (answered with `ACK` in order), and
-//! the subscription's next batch, which is written with many frames per
-//! flush. A bad frame gets `ERROR` and the connection stays open; close codes
-//! are for terminal cases only ([`streambus_core::wire::close`]).
+//! One task per connection drives its sources with `select!`: frames from
+//! the client, replies awaiting the log (publishes answered with `ACK`,
+//! controls with `CONTROL_OK`, in order), the subscription's next batch
+//! (written with many frames per flush), and — for an overlay — its playout
+//! queue's frames, or — with `overlayUpdates` — the queues' updates. An
+//! overlay gets animated events from its queue only (`docs/OVERLAYS.md`).
+//! A bad frame gets `ERROR` and the connection stays open; close codes are
+//! for terminal cases only ([`streambus_core::wire::close`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -410,17 +413,17 @@ async fn subscribe(
         .await
         .map_err(|e| api_error(&ApiError::from(e), None))?;
     if let Some(overlay) = req.overlay_id {
-        // Registered before the attach is published, so the item the attach
-        // sends again reaches this connection.
-        let attachment = state.overlays.attach(DEFAULT_TENANT, &overlay);
         let op = Op::Attach {
-            overlay,
+            overlay: overlay.clone(),
             filter: Some(queue_filter),
         };
-        publish_op(state, DEFAULT_TENANT, op)
-            .await
-            .map_err(|e| api_error(&e, None))?;
-        conn.overlay = Some(attachment);
+        let attached = async {
+            let appended = publish_op(state, DEFAULT_TENANT, op).await?;
+            state.overlays.wait_folded(appended.record.offset()).await
+        };
+        attached.await.map_err(|e| api_error(&e, None))?;
+        // The attachment starts with what plays now.
+        conn.overlay = Some(state.overlays.attach(DEFAULT_TENANT, &overlay));
     }
     if req.overlay_updates {
         conn.updates = Some(state.overlays.admin_updates(DEFAULT_TENANT));
