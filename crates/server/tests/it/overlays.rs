@@ -691,3 +691,31 @@ async fn scheduled_events_are_held_over_websocket_and_withdrawn_by_cancel() {
         None,
     );
 }
+
+#[tokio::test]
+async fn a_failed_report_ends_the_play_as_failed_and_the_next_goes() {
+    let server = TestServer::start().await;
+    let mut ov = overlay(&server, "main").await;
+    let mut adm = admin(&server).await;
+    server.publish(animated("f1", "normal")).await;
+    server.publish(animated("f2", "normal")).await;
+    assert_eq!(next_play(&mut ov).await.0, "f1");
+    ov.send(
+        json!({"type": "ANIMATION_FAILED", "eventId": "f1", "play": 0, "reason": "asset missing"}),
+    )
+    .await;
+    assert_eq!(next_play(&mut ov).await.0, "f2");
+    let update = next_of(&mut adm, "ANIMATION_FAILED").await;
+    assert_eq!(update["eventId"], "f1");
+    let v = view(&server, "main").await;
+    assert_eq!(v["history"][0]["status"], "failed");
+    assert_eq!(v["history"][0]["reason"], "asset missing");
+    assert_eq!(
+        server.get("/api/v1/analytics/overlays").await.body["overlays"][0]["plays"]["failed"],
+        1
+    );
+    // A failed event can be replayed.
+    let r = post(&server, "/api/v1/events/f1/replay").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["overlays"][0]["status"], "pending", "{}", r.text);
+}
