@@ -50,6 +50,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Playout defaults of every overlay queue.
     pub overlays: streambus_core::overlay::Settings,
+    /// Who may connect (SPEC §5).
+    pub auth: AuthConfig,
     /// Log output.
     pub log: LogConfig,
 }
@@ -200,6 +202,32 @@ impl ClusterConfig {
     }
 }
 
+/// `[auth]`: the keys tokens are verified with. With none, the server
+/// checks no credentials and, unless `allow_insecure`, only listens on
+/// loopback.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret (at least 32 bytes); empty for none.
+    pub hs256_secret: String,
+    /// Ed25519 public key (PEM file) verifying EdDSA tokens; empty for none.
+    pub ed25519_public_key_file: PathBuf,
+    /// Ed25519 private key (PEM file) `streambus token` signs with; the
+    /// server does not read it.
+    pub ed25519_private_key_file: PathBuf,
+    /// Clock-skew allowance for `exp`, `nbf` and `iat`, seconds.
+    pub leeway_secs: u64,
+    /// Listen on a non-loopback address without authentication.
+    pub allow_insecure: bool,
+}
+
+impl AuthConfig {
+    /// True when tokens are checked.
+    pub fn enabled(&self) -> bool {
+        !self.hs256_secret.is_empty() || !self.ed25519_public_key_file.as_os_str().is_empty()
+    }
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -310,6 +338,21 @@ impl Config {
         }
         if self.storage.batch_max == 0 || self.server.heartbeat_secs == 0 {
             return bad("storage.batch_max and server.heartbeat_secs must be positive");
+        }
+        let a = &self.auth;
+        if !a.hs256_secret.is_empty() && a.hs256_secret.len() < 32 {
+            return bad("auth.hs256_secret must be at least 32 bytes");
+        }
+        if !a.enabled() && !a.allow_insecure && !self.server.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                origin: "configuration".into(),
+                message: format!(
+                    "refusing to listen on {} without authentication: configure [auth] \
+                     (auth.hs256_secret or auth.ed25519_public_key_file), listen on loopback, \
+                     or pass --allow-insecure",
+                    self.server.listen
+                ),
+            });
         }
         Ok(())
     }

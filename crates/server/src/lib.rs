@@ -71,6 +71,7 @@ pub enum ServeError {
 /// When the configuration is inconsistent, or an engine cannot be opened,
 /// reached or migrated.
 pub async fn open(config: Config) -> Result<AppState, ServeError> {
+    let verifier = auth::verifier(&config.auth)?;
     let (store, log): (Arc<dyn EventStore>, Arc<dyn EventLog>) = match config.cluster.mode()? {
         config::Mode::Embedded => {
             let mut opts = SqliteOptions::new(config.server.data_dir.clone());
@@ -109,7 +110,7 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
             (store, Arc::new(log))
         }
     };
-    let state = AppState::new(config, store, log);
+    let state = AppState::new(config, store, log, verifier);
     match state.store.list_streams(DEFAULT_TENANT).await {
         Ok(streams) => {
             for s in streams.iter().filter(|s| s.state == StreamState::Paused) {

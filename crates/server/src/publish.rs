@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use streambus_core::auth::{Action, Principal};
 use streambus_core::store::Appended;
 use streambus_core::validate::{self, NewEvent, PublishContext};
 use streambus_core::{Event, ValidationError};
@@ -54,20 +55,24 @@ pub fn hold_until(event: &Event, now_ms: i64) -> Option<i64> {
     (due > now_ms.saturating_add(HOLD_THRESHOLD_MS)).then_some(due)
 }
 
-/// Validates one JSON item whose encoded size is `len`: the size limit,
-/// then [`prepare`].
+/// Validates one JSON item whose encoded size is `len` for `who`: the size
+/// limit, then [`prepare`] in `who`'s tenant, then whether `who` may publish
+/// to the event's stream.
 ///
 /// # Errors
-/// 413 for an oversized item, 422 naming the field otherwise.
+/// 413 for an oversized item, 422 naming the field, 403 for a stream `who`
+/// may not publish to.
 pub fn validate_item(
     state: &AppState,
-    tenant: &str,
+    who: &Principal,
     value: Value,
     len: usize,
     ctx: &PublishContext<'_>,
 ) -> Result<NewEvent, ApiError> {
     validate::check_size(len, &state.limits)?;
-    Ok(prepare(state, tenant, value, ctx)?)
+    let event = prepare(state, &who.tenant, value, ctx)?;
+    who.check(Action::Publish(&event.event.stream_id))?;
+    Ok(event)
 }
 
 /// Turns one JSON item into an event, honouring the event-type registry

@@ -42,11 +42,18 @@ pub struct Inner {
     pub tasks: TaskTracker,
     /// This node's name in cluster presence reports.
     pub node_id: String,
+    /// Verifies tokens; `None` when no authentication is configured.
+    pub verifier: Option<crate::auth::jwt::Verifier>,
 }
 
 impl AppState {
     /// Wraps the parts.
-    pub fn new(config: Config, store: Arc<dyn EventStore>, log: Arc<dyn EventLog>) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn EventStore>,
+        log: Arc<dyn EventLog>,
+        verifier: Option<crate::auth::jwt::Verifier>,
+    ) -> Self {
         let limits = config.input_limits();
         let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
         let overlays = Arc::new(Overlays::new(config.overlays));
@@ -68,6 +75,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             node_id,
+            verifier,
         }))
     }
 }

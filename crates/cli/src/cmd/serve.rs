@@ -34,6 +34,10 @@ pub struct ConfigArgs {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// Listen on a non-loopback address even with no authentication
+    /// configured (anyone who reaches the port may publish and control).
+    #[arg(long, env = "STREAMBUS_ALLOW_INSECURE")]
+    pub allow_insecure: bool,
 }
 
 impl ConfigArgs {
@@ -59,6 +63,9 @@ impl ConfigArgs {
         if self.log_json {
             config.log.format = LogFormat::Json;
         }
+        if self.allow_insecure {
+            config.auth.allow_insecure = true;
+        }
         config.validate().context("invalid configuration")?;
         Ok(config)
     }
@@ -76,6 +83,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config.load()?;
     init_logging(config.log.format);
     let listen = config.server.listen;
+    if !config.auth.enabled() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "no authentication configured and --allow-insecure given: anyone who reaches this \
+             address can publish, read and control overlays"
+        );
+    }
     let state = streambus_server::open(config)
         .await
         .context("cannot start")?;

@@ -43,6 +43,10 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     /// The request conflicts with the current state (a refused transition).
     pub const CONFLICT: &str = "conflict";
+    /// No credentials yet, or credentials that do not verify.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// The credentials do not allow this frame.
+    pub const FORBIDDEN: &str = "forbidden";
 }
 
 /// WebSocket close codes for terminal cases.
@@ -53,6 +57,8 @@ pub mod close {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The consumer fell behind retention: events it needs are gone.
     pub const BEHIND_RETENTION: u16 = 4008;
+    /// The connection's token expired and no `AUTH` frame renewed it.
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }
 
 /// A client → server message.

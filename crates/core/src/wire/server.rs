@@ -72,6 +72,17 @@ pub enum ServerMessage {
         #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<String>,
     },
+    /// An `AUTH` frame was accepted.
+    Authenticated {
+        /// Who the token stands for.
+        subject: String,
+        /// Its role.
+        role: String,
+        /// When it expires, Unix seconds (the connection closes then with
+        /// 4001 unless another `AUTH` renews it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires: Option<u64>,
+    },
     /// Answer to `PING`.
     Pong {
         /// Server time, Unix ms.

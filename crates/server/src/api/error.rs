@@ -33,6 +33,12 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// No credentials, or credentials that do not verify (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials do not allow this (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing there (404).
     #[error("{0}")]
     NotFound(String),
@@ -72,6 +78,8 @@ impl ApiError {
             Self::Validation(v) if v.too_large => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -87,6 +95,8 @@ impl ApiError {
             Self::Validation(v) if v.too_large => "too-large",
             Self::Validation(_) => "validation",
             Self::BadRequest { .. } => "bad-request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -137,6 +147,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
@@ -193,5 +207,11 @@ impl From<SubError> for ApiError {
             SubError::Closed => Self::Unavailable(Box::new(SubError::Closed)),
             SubError::BehindRetention { .. } => Self::bad_field("since", e.to_string()),
         }
+    }
+}
+
+impl From<streambus_core::auth::Denied> for ApiError {
+    fn from(e: streambus_core::auth::Denied) -> Self {
+        Self::Forbidden(e.to_string())
     }
 }

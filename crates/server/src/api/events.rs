@@ -8,11 +8,11 @@
 //! with the event as [`held_json`] shows it — no offset yet, `"scheduled":
 //! true` — and `GET /events/{id}` shows it so until it is released.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use streambus_core::store::EventQuery;
@@ -21,6 +21,7 @@ use streambus_core::{DEFAULT_TENANT, EventClass, name, time};
 
 use super::error::ApiError;
 use super::extract::{AppBody, AppQuery, correlation_id, json_body};
+use crate::auth::Identity;
 use crate::publish::{Published, publish_one_or_hold, publish_or_hold, stored_json, validate_item};
 use crate::schedule::{self, held_json};
 use crate::state::AppState;
@@ -118,6 +119,7 @@ fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, ApiError> {
 
 async fn publish_events(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     headers: HeaderMap,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
@@ -130,7 +132,7 @@ async fn publish_events(
     {
         BodyKind::One => {
             let value = json_body(&body)?;
-            let event = validate_item(&state, DEFAULT_TENANT, value, body.len(), &ctx)?;
+            let event = validate_item(&state, &who.principal, value, body.len(), &ctx)?;
             let published = publish_one_or_hold(&state, DEFAULT_TENANT, event).await?;
             return Ok(published_response(&published));
         }
@@ -169,7 +171,7 @@ async fn publish_events(
     }
     let validated = items
         .into_iter()
-        .map(|(value, len)| value.and_then(|v| validate_item(&state, DEFAULT_TENANT, v, len, &ctx)))
+        .map(|(value, len)| value.and_then(|v| validate_item(&state, &who.principal, v, len, &ctx)))
         .collect();
     let results = publish_or_hold(&state, DEFAULT_TENANT, validated).await?;
     let mut out = Vec::with_capacity(results.len() * 256);

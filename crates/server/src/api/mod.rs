@@ -52,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::middleware,
+        ))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(cors)
         .layer(TraceLayer::new_for_http())

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 use streambus_core::store::{StreamInfo, StreamState};
 use streambus_core::validate::PublishContext;
@@ -18,6 +18,7 @@ use streambus_core::{DEFAULT_TENANT, name, time};
 
 use super::error::ApiError;
 use super::extract::{AppBody, correlation_id, json_body};
+use crate::auth::Identity;
 use crate::publish::{ItemResult, publish_batch, validate_item};
 use crate::state::AppState;
 
@@ -39,6 +40,7 @@ fn envelope(message: String, data: Option<Value>) -> Response {
 
 async fn broadcast(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     headers: axum::http::HeaderMap,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
@@ -78,7 +80,7 @@ async fn broadcast(
             };
             let v = Value::Object(obj.clone());
             let len = body.len();
-            validate_item(&state, DEFAULT_TENANT, v, len, &ctx)
+            validate_item(&state, &who.principal, v, len, &ctx)
         })
         .collect::<Vec<_>>();
     // One shared body: the first refusal is every item's refusal.

@@ -7,11 +7,11 @@
 //! the one publish path, so event types, their defaults and schemas apply
 //! exactly as to any other event.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Map, Value, json};
 use streambus_core::template::Template;
 use streambus_core::validate::{PublishContext, ValidationError};
@@ -22,6 +22,7 @@ use super::events::json_response;
 use super::events::published_response;
 use super::extract::{AppBody, correlation_id, json_body};
 use super::types::created_at;
+use crate::auth::Identity;
 use crate::publish::{publish_one_or_hold, validate_item};
 use crate::state::AppState;
 
@@ -107,6 +108,7 @@ async fn delete_template(
 /// when its `id` was already stored).
 async fn fire_template(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     Path(template_name): Path<String>,
     headers: HeaderMap,
     AppBody(body): AppBody,
@@ -136,7 +138,7 @@ async fn fire_template(
         ..Default::default()
     };
     let len = event.to_string().len();
-    let new = validate_item(&state, DEFAULT_TENANT, event, len, &ctx)?;
+    let new = validate_item(&state, &who.principal, event, len, &ctx)?;
     let published = publish_one_or_hold(&state, DEFAULT_TENANT, new).await?;
     Ok(published_response(&published))
 }

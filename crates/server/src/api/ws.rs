@@ -27,10 +27,13 @@ use tracing::{debug, instrument};
 
 use super::error::ApiError;
 use super::overlays;
+use crate::auth::{self, Identity};
 use crate::overlays::{Attachment, publish_op};
 use crate::publish::{Published, prepare, publish_one_or_hold};
 use crate::state::AppState;
 use crate::subscription::{StartAt, SubError, Subscription};
+use axum::Extension;
+use streambus_core::auth::{Action, Principal};
 
 type Sink = SplitSink<WebSocket, Message>;
 /// A frame's answer that waits on the log; `None` when there is nothing to say.
@@ -45,22 +48,73 @@ struct Conn {
     overlay: Option<Attachment>,
     /// Set when the connection asked for queue updates.
     updates: Option<broadcast::Receiver<Utf8Bytes>>,
+    /// Who it is; `None` until an `AUTH` frame when the request had no token.
+    who: Option<Identity>,
+}
+
+impl Conn {
+    /// Drops the subscription, the queue and the updates; keeps who it is.
+    fn reset(&mut self) {
+        *self = Self {
+            who: self.who.take(),
+            ..Self::default()
+        };
+    }
+
+    /// Checks `action` for this connection.
+    fn allow(&self, action: Action<'_>) -> Result<&Principal, ServerMessage> {
+        let who = self.who.as_ref().ok_or_else(unidentified)?;
+        who.principal
+            .check(action)
+            .map_err(|e| error(codes::FORBIDDEN, &e.to_string(), None))?;
+        Ok(&who.principal)
+    }
+}
+
+fn unidentified() -> ServerMessage {
+    error(
+        codes::UNAUTHORIZED,
+        "send an AUTH frame with a token first (or connect with ?token=)",
+        None,
+    )
+}
+
+/// Sleeps until the connection's token expires (forever without one).
+async fn expiry(who: &Option<Identity>) {
+    match who.as_ref().and_then(|w| w.expires) {
+        Some(exp) => {
+            let now = u64::try_from(time::now_ms() / 1000).unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now))).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Upgrades the request to a WebSocket connection.
-pub async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+/// Without a token on the request (header or `?token=`), a server with
+/// authentication accepts only `AUTH` and `PING` until an `AUTH` frame
+/// identifies the connection.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    who: Option<Extension<Identity>>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let max = state.config.limits.max_frame_bytes;
     let tasks = state.tasks.clone();
+    let who = who.map(|Extension(w)| w);
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(state.config.delivery.ws_read_buffer)
-        .on_upgrade(move |socket| tasks.track_future(connection(state, socket)))
+        .on_upgrade(move |socket| tasks.track_future(connection(state, socket, who)))
 }
 
 #[instrument(skip_all)]
-async fn connection(state: AppState, socket: WebSocket) {
+async fn connection(state: AppState, socket: WebSocket, who: Option<Identity>) {
     let (mut sink, mut frames) = socket.split();
-    let mut conn = Conn::default();
+    let mut conn = Conn {
+        who,
+        ..Conn::default()
+    };
     let mut inflight: FuturesOrdered<Reply> = FuturesOrdered::new();
     let heartbeat = Duration::from_secs(state.config.server.heartbeat_secs);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -75,6 +129,10 @@ async fn connection(state: AppState, socket: WebSocket) {
         tokio::select! {
             _ = &mut shutdown => {
                 close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
+                break;
+            }
+            _ = expiry(&conn.who) => {
+                close_with(&mut sink, close::TOKEN_EXPIRED, "token expired; send AUTH with a fresh token before it expires").await;
                 break;
             }
             frame = frames.next(), if inflight.len() < max_inflight => match frame {
@@ -194,16 +252,23 @@ async fn handle_text(
         Ok(m) => m,
         Err(e) => return Some(ServerMessage::from_wire_error(e, None)),
     };
+    if conn.who.is_none() && !matches!(msg, ClientMessage::Auth { .. } | ClientMessage::Ping { .. })
+    {
+        return Some(unidentified());
+    }
+    if let Err(reply) = permitted(conn, &msg) {
+        return Some(reply);
+    }
     match msg {
         ClientMessage::Subscribe(req) => {
             // Replace any current subscription; the old one stops at once.
-            *conn = Conn::default();
+            conn.reset();
             match subscribe(state, *req, conn).await {
                 Ok(reply) | Err(reply) => Some(reply),
             }
         }
         ClientMessage::Unsubscribe => {
-            *conn = Conn::default();
+            conn.reset();
             Some(ServerMessage::Unsubscribed {})
         }
         ClientMessage::Publish { event, reference } => {
@@ -216,6 +281,13 @@ async fn handle_text(
             };
             // The shared publish path: event-type defaults and schemas apply.
             let event = match prepare(state, DEFAULT_TENANT, event, &ctx) {
+                Ok(e) => match conn.allow(Action::Publish(&e.event.stream_id)) {
+                    Ok(_) => Ok(e),
+                    Err(reply) => return Some(with_ref(reply, reference)),
+                },
+                Err(e) => Err(e),
+            };
+            let event = match event {
                 Ok(e) => e,
                 Err(e) => {
                     return Some(ServerMessage::Error {
@@ -350,13 +422,64 @@ async fn handle_text(
             reference,
         }),
         // Credentials are accepted and ignored until authentication is configured.
-        ClientMessage::Auth { .. } => None,
+        ClientMessage::Auth { token } => match auth::identify(state, Some(&token)) {
+            Ok(who) => {
+                let reply = ServerMessage::Authenticated {
+                    subject: who.principal.subject.clone(),
+                    role: who.principal.role.as_str().into(),
+                    expires: who.expires,
+                };
+                // A refresh keeps the subscription; a new identity takes
+                // effect for every later frame.
+                conn.who = Some(who);
+                Some(reply)
+            }
+            Err(e) => Some(api_error(&e, None)),
+        },
         ClientMessage::Unsupported(kind) => Some(error(
             codes::UNSUPPORTED,
             &format!("`{kind}` is not available on this server yet"),
             None,
         )),
     }
+}
+
+/// The frame-level permission (SPEC §5): reading the subscription's
+/// streams, joining an overlay's queue or reporting for it (`overlay` role),
+/// queue updates and controls (admin). Publishing is checked per event.
+fn permitted(conn: &Conn, msg: &ClientMessage) -> Result<(), ServerMessage> {
+    let Some(who) = conn.who.as_ref() else {
+        return Ok(());
+    };
+    let p = &who.principal;
+    let forbid = |e: streambus_core::auth::Denied| error(codes::FORBIDDEN, &e.to_string(), None);
+    match msg {
+        ClientMessage::Subscribe(req) => {
+            p.check_read_patterns(&req.filter.streams).map_err(forbid)?;
+            if req.overlay_id.is_some() {
+                p.check(Action::ReportStatus).map_err(forbid)?;
+            }
+            if req.overlay_updates {
+                p.check(Action::Control).map_err(forbid)?;
+            }
+            Ok(())
+        }
+        ClientMessage::Report { .. } | ClientMessage::Visibility { .. } => {
+            p.check(Action::ReportStatus).map_err(forbid)
+        }
+        ClientMessage::Animation { reference, .. }
+        | ClientMessage::OverlayControl { reference, .. } => p
+            .check(Action::Control)
+            .map_err(|e| with_ref(forbid(e), reference.clone())),
+        _ => Ok(()),
+    }
+}
+
+fn with_ref(mut msg: ServerMessage, r: Option<String>) -> ServerMessage {
+    if let ServerMessage::Error { reference, .. } = &mut msg {
+        *reference = r;
+    }
+    msg
 }
 
 /// The connection's overlay, checked against one named in a frame.
@@ -456,6 +579,8 @@ async fn stored_filter(state: &AppState, overlay: &str) -> Result<Filter, ApiErr
 fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {
     let code = match e.status() {
         s if s.is_server_error() => codes::UNAVAILABLE,
+        axum::http::StatusCode::UNAUTHORIZED => codes::UNAUTHORIZED,
+        axum::http::StatusCode::FORBIDDEN => codes::FORBIDDEN,
         axum::http::StatusCode::NOT_FOUND => codes::NOT_FOUND,
         axum::http::StatusCode::CONFLICT => codes::CONFLICT,
         _ => codes::INVALID,

@@ -120,6 +120,15 @@ impl Verifier {
     /// # Errors
     /// [`TokenError`] for every refusal.
     pub fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        self.verify_until(token).map(|(p, _)| p)
+    }
+
+    /// Verifies `token`; returns who it stands for and its `exp` (Unix
+    /// seconds), after which a connection it opened is closed.
+    ///
+    /// # Errors
+    /// [`TokenError`] for every refusal.
+    pub fn verify_until(&self, token: &str) -> Result<(Principal, u64), TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(TokenError::from)?;
         let Some((alg, key)) = self.keys.iter().find(|(alg, _)| *alg == header.alg) else {
             return Err(TokenError::Algorithm);
@@ -129,7 +138,8 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
-        principal(data.claims)
+        let exp = data.claims.exp;
+        Ok((principal(data.claims)?, exp))
     }
 }
 
@@ -178,6 +188,32 @@ impl Minter {
             &self.key,
         )?)
     }
+}
+
+/// An unsigned (`alg: none`) token carrying `claims`: what an attacker
+/// would send; every verifier refuses it. For tests.
+#[doc(hidden)]
+pub fn unsigned_token(claims: &Claims) -> String {
+    let json = serde_json::to_string(claims).unwrap_or_default();
+    format!(
+        "{}.{}.",
+        base64_url(br#"{"alg":"none","typ":"JWT"}"#),
+        base64_url(json.as_bytes())
+    )
+}
+
+/// Unpadded base64url.
+fn base64_url(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
 }
 
 /// Checks claims and turns them into a principal.
@@ -286,13 +322,7 @@ mod tests {
             .unwrap();
         assert!(matches!(v.verify(&forged), Err(TokenError::Invalid(_))));
         // alg: none, unsigned.
-        let b64 = |s: &str| base64_url(s.as_bytes());
-        let none = format!(
-            "{}.{}.",
-            b64(r#"{"alg":"none","typ":"JWT"}"#),
-            b64(&serde_json::to_string(&claims(now() + 600)).unwrap())
-        );
-        assert!(v.verify(&none).is_err());
+        assert!(v.verify(&unsigned_token(&claims(now() + 600))).is_err());
         assert!(
             Verifier::new().verify(&expired).is_err(),
             "no key: every token refused"
@@ -307,19 +337,5 @@ mod tests {
         let mut c = claims(now() + 600);
         c.subscribe = vec!["bad stream".into()];
         assert!(Minter::hs256(SECRET).mint(&c).is_err());
-    }
-
-    /// Unpadded base64url, for hand-made tokens.
-    fn base64_url(bytes: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
-                << (8 * (3 - chunk.len()));
-            for i in 0..=chunk.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            }
-        }
-        out
     }
 }

@@ -1,9 +1,259 @@
 //! Authentication (SPEC §5): turning a bearer credential into a
-//! [`Principal`](streambus_core::auth::Principal).
+//! [`Principal`], and the route-level permission every request passes.
 //!
 //! - [`jwt`]: HS256 and EdDSA tokens with enforced expiry, minted by
 //!   `streambus token` and verified on every request.
+//! - [`middleware`]: reads the token (`Authorization: Bearer`, or `?token=`
+//!   for OBS overlay URLs and browser `EventSource`/WebSocket clients),
+//!   answers `401` without a valid one, checks what the route needs
+//!   ([`requirement`]) and hands the [`Principal`] to the handler. Checks
+//!   that depend on the body (the stream of each published event) are made
+//!   where the body is read. WebSocket frames are checked one by one in
+//!   `api::ws`, which also accepts the token as a first `AUTH` frame.
 //!
-//! Permission checks themselves are pure and live in `streambus_core::auth`.
+//! With no key configured ([`AppState::verifier`] is `None`) every request
+//! is the local admin of the default tenant; the server then listens only on
+//! loopback unless told otherwise (`config::AuthConfig`).
+//!
+//! One tenant, `default`, is served: a token for another tenant is refused
+//! with `403` until tenants can be created.
 
 pub mod jwt;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use streambus_core::DEFAULT_TENANT;
+use streambus_core::auth::{Action, Principal, Role};
+use streambus_core::filter::Glob;
+
+use crate::api::error::ApiError;
+use crate::config::{AuthConfig, ConfigError};
+use crate::state::AppState;
+use jwt::Verifier;
+
+/// Who a request or connection is, and until when (Unix seconds).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The principal.
+    pub principal: Principal,
+    /// When the server stops honouring its token (`exp` plus the leeway),
+    /// Unix seconds; `None` without authentication.
+    pub expires: Option<u64>,
+}
+
+/// The verifier `config` describes; `None` when no key is configured.
+///
+/// # Errors
+/// An unreadable or malformed public key file.
+pub fn verifier(config: &AuthConfig) -> Result<Option<Verifier>, ConfigError> {
+    if !config.enabled() {
+        return Ok(None);
+    }
+    let mut v = Verifier::new().leeway(config.leeway_secs);
+    if !config.hs256_secret.is_empty() {
+        v = v.hs256(config.hs256_secret.as_bytes());
+    }
+    let path = &config.ed25519_public_key_file;
+    if !path.as_os_str().is_empty() {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: path.display().to_string(),
+            message,
+        };
+        let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
+        v = v
+            .ed25519_pem(&pem)
+            .map_err(|e| invalid(format!("not an Ed25519 public key: {e}")))?;
+    }
+    Ok(Some(v))
+}
+
+/// Resolves a bearer token (or its absence) to an identity.
+///
+/// # Errors
+/// `401` without a token or with one that does not verify; `403` for a
+/// tenant this server does not serve.
+pub fn identify(state: &AppState, token: Option<&str>) -> Result<Identity, ApiError> {
+    let Some(verifier) = &state.verifier else {
+        return Ok(Identity {
+            principal: Principal::open(DEFAULT_TENANT),
+            expires: None,
+        });
+    };
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::Unauthorized(
+            "credentials required: send `Authorization: Bearer <token>`, `?token=`, or an \
+             AUTH frame on WebSocket"
+                .into(),
+        ));
+    };
+    let (principal, exp) = verifier
+        .verify_until(token)
+        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+    if principal.tenant != DEFAULT_TENANT {
+        return Err(ApiError::Forbidden(format!(
+            "tenant `{}` is not served here; only `{DEFAULT_TENANT}` is",
+            principal.tenant
+        )));
+    }
+    Ok(Identity {
+        principal,
+        expires: Some(exp.saturating_add(state.config.auth.leeway_secs)),
+    })
+}
+
+/// The bearer token of a request: the `Authorization` header, else the
+/// `token` query parameter.
+pub fn token_of(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| t.trim().to_owned());
+    bearer.or_else(|| query_param(query?, "token"))
+}
+
+/// One query parameter, percent-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h * 16 + l) as u8),
+            _ => None,
+        };
+        match decoded {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a route needs beyond a valid identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: public pages and health checks.
+    Public,
+    /// Any authenticated principal (the checks that depend on the body or
+    /// the frames are made by the handler).
+    Identified,
+    /// Reading these streams (none: every stream).
+    Read(Vec<String>),
+    /// Publishing somewhere (each event's stream is checked by the handler).
+    Publish,
+    /// Operator controls: cancel, replay, queue and stream control.
+    Control,
+    /// Changing the catalog: types, templates, subscriptions.
+    Administer,
+}
+
+/// What `method` on `path` (with `query`) needs. Paths are matched after
+/// the `/api/v1` or `/api` prefix.
+pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
+    let Some(api) = path
+        .strip_prefix("/api/v1")
+        .or_else(|| path.strip_prefix("/api"))
+    else {
+        return Need::Public;
+    };
+    let parts: Vec<&str> = api.trim_matches('/').split('/').collect();
+    let read = *method == Method::GET || *method == Method::HEAD;
+    // The seed 004 routes are served under `/events` and `/broadcast-demo`.
+    let seed004 = match parts.as_slice() {
+        ["events" | "broadcast-demo", rest @ ..] => rest,
+        _ => &[][..],
+    };
+    match (read, seed004) {
+        (true, ["stream", stream]) => return Need::Read(vec![(*stream).to_owned()]),
+        (false, ["stream", _, _]) => return Need::Control,
+        (false, ["broadcast"]) => return Need::Publish,
+        (true, ["streams"]) => return Need::Identified,
+        _ => {}
+    }
+    match (read, parts.as_slice()) {
+        (_, ["ws"]) => Need::Identified,
+        (true, ["events"] | ["events", "history"]) => {
+            let stream = query
+                .and_then(|q| query_param(q, "stream_id").or_else(|| query_param(q, "stream")));
+            Need::Read(stream.into_iter().collect())
+        }
+        (true, ["events", "scheduled", ..]) => Need::Control,
+        (true, ["events", _]) => Need::Read(Vec::new()),
+        (true, ["events", _, "overlays"]) => Need::Control,
+        (false, ["events"]) => Need::Publish,
+        (false, ["events", _, "cancel" | "replay"] | ["events", "scheduled", _]) => Need::Control,
+        (_, ["overlays", ..] | ["analytics", ..]) => Need::Control,
+        (false, ["event-templates", _, "fire"]) => Need::Publish,
+        (true, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Identified,
+        (false, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Administer,
+        _ => Need::Identified,
+    }
+}
+
+impl Need {
+    /// Checks `p` against this need.
+    ///
+    /// # Errors
+    /// `403` naming what was refused.
+    pub fn check(&self, p: &Principal) -> Result<(), ApiError> {
+        match self {
+            Self::Public | Self::Identified => Ok(()),
+            Self::Read(streams) => {
+                let patterns: Vec<Glob> = streams.iter().map(Glob::new).collect();
+                Ok(p.check_read_patterns(&patterns)?)
+            }
+            Self::Publish if matches!(p.role, Role::Admin | Role::Producer) => Ok(()),
+            Self::Publish => Err(ApiError::Forbidden(format!(
+                "{} `{}` may not publish",
+                p.role.as_str(),
+                p.subject
+            ))),
+            Self::Control => Ok(p.check(Action::Control)?),
+            Self::Administer => Ok(p.check(Action::Administer)?),
+        }
+    }
+}
+
+/// The request layer: identifies the caller, checks the route's need and
+/// puts the [`Identity`] in the request's extensions.
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let need = requirement(req.method(), req.uri().path(), req.uri().query());
+    if need == Need::Public {
+        return next.run(req).await;
+    }
+    let token = token_of(req.headers(), req.uri().query());
+    // A WebSocket may send its token as a first AUTH frame instead.
+    let is_ws = matches!(req.uri().path(), "/api/v1/ws" | "/api/ws");
+    let identity = match identify(&state, token.as_deref()) {
+        Ok(identity) => identity,
+        Err(ApiError::Unauthorized(_)) if is_ws && token.is_none() => {
+            return next.run(req).await;
+        }
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = need.check(&identity.principal) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod auth;
 mod health;
 mod history;
 mod overlays;

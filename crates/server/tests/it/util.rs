@@ -111,6 +111,21 @@ impl TestServer {
         body
     }
 
+    /// Publishes one event over REST with a bearer token.
+    pub async fn publish_with(&self, token: &str, event: Value) -> Value {
+        let res = http()
+            .post(self.url("/api/v1/events"))
+            .bearer_auth(token)
+            .json(&event)
+            .send()
+            .await
+            .expect("publish");
+        let status = res.status();
+        let body: Value = res.json().await.expect("json");
+        assert!(status.is_success(), "publish failed: {status} {body}");
+        body
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Resp {
         Resp::from(http().get(self.url(path)).send().await.expect("GET")).await

@@ -1,0 +1,438 @@
+//! Authentication and roles (issue 5, SPEC §5): a matrix of routes × roles
+//! with the exact status, bad tokens, `?token=` on SSE and WebSocket, the
+//! `AUTH` frame, frame-level permissions, token expiry on a connection, and
+//! the refusal to listen beyond loopback without authentication.
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use streambus_core::auth::Role;
+use streambus_server::Config;
+use streambus_server::auth::jwt::{Claims, Minter, unsigned_token};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::util::*;
+
+const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+fn now() -> u64 {
+    now_secs() as u64
+}
+
+fn claims(role: Role, streams: &[&str]) -> Claims {
+    let globs: Vec<String> = streams.iter().map(|s| (*s).to_owned()).collect();
+    Claims {
+        sub: format!("test-{}", role.as_str()),
+        tenant: "default".into(),
+        role,
+        publish: if role == Role::Producer {
+            globs.clone()
+        } else {
+            Vec::new()
+        },
+        subscribe: globs,
+        exp: now() + 600,
+        iat: Some(now()),
+        nbf: None,
+    }
+}
+
+fn mint(c: &Claims) -> String {
+    Minter::hs256(SECRET.as_bytes()).mint(c).expect("mint")
+}
+
+fn token(role: Role) -> String {
+    mint(&claims(role, &["scores"]))
+}
+
+async fn secured() -> TestServer {
+    TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await
+}
+
+/// Sends `method path` with `body` and an optional bearer token; the status.
+async fn status(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> u16 {
+    let mut req = http().request(method.parse().expect("method"), server.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let res = req.send().await.expect("request");
+    let code = res.status().as_u16();
+    if code >= 400 {
+        let ctype = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(ctype, "application/problem+json", "{method} {path}");
+    }
+    code
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_with_the_exact_status() {
+    let server = secured().await;
+    let admin = token(Role::Admin);
+    // Something to read, cancel and fire.
+    let ev =
+        json!({"id": "seed", "type": "high_score", "class": "animated", "stream_id": "scores"});
+    assert_eq!(
+        status(&server, "POST", "/api/v1/events", Some(&ev), Some(&admin)).await,
+        201
+    );
+    let tpl = json!({"name": "hs", "event": {"type": "high_score", "stream_id": "scores"}});
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/api/v1/event-templates",
+            Some(&tpl),
+            Some(&admin)
+        )
+        .await,
+        201
+    );
+
+    let to_scores = json!({"type": "t", "stream_id": "scores"});
+    let to_other = json!({"type": "t", "stream_id": "other"});
+    let new_type = json!({"name": "goal", "schema": {"type": "object"}});
+    let sub = json!({"eventTypes": ["high_*"]});
+    // (method, path, body, [admin, producer, consumer, overlay, no token])
+    let cases: Vec<(&str, &str, Option<Value>, [u16; 5])> = vec![
+        (
+            "POST",
+            "/api/v1/events",
+            Some(to_scores.clone()),
+            [201, 201, 403, 403, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/events",
+            Some(to_other.clone()),
+            [201, 403, 403, 403, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/events/broadcast",
+            Some(json!({"stream_id": "scores", "type": "t", "message": "m"})),
+            [200, 200, 403, 403, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/event-templates/hs/fire",
+            Some(json!({})),
+            [201, 201, 403, 403, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/events?stream_id=scores",
+            None,
+            [200, 200, 200, 200, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/events?stream_id=other",
+            None,
+            [200, 403, 403, 403, 401],
+        ),
+        ("GET", "/api/v1/events", None, [200, 403, 403, 403, 401]),
+        (
+            "GET",
+            "/api/v1/events/seed",
+            None,
+            [200, 403, 403, 403, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/events/streams",
+            None,
+            [200, 200, 200, 200, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/event-types",
+            None,
+            [200, 200, 200, 200, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/event-types",
+            Some(new_type),
+            [201, 403, 403, 403, 401],
+        ),
+        (
+            "PUT",
+            "/api/v1/subscriptions/main",
+            Some(sub),
+            [200, 403, 403, 403, 401],
+        ),
+        (
+            "GET",
+            "/api/v1/subscriptions/main",
+            None,
+            [200, 200, 200, 200, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/events/stream/scores/pause",
+            None,
+            [200, 403, 403, 403, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/events/stream/scores/resume",
+            None,
+            [200, 403, 403, 403, 401],
+        ),
+        ("GET", "/api/v1/overlays", None, [200, 403, 403, 403, 401]),
+        (
+            "GET",
+            "/api/v1/analytics/overlays",
+            None,
+            [200, 403, 403, 403, 401],
+        ),
+        (
+            "PUT",
+            "/api/v1/events/nope/cancel",
+            None,
+            [404, 403, 403, 403, 401],
+        ),
+        (
+            "POST",
+            "/api/v1/events/nope/replay",
+            None,
+            [404, 403, 403, 403, 401],
+        ),
+        ("GET", "/healthz", None, [200, 200, 200, 200, 200]),
+        ("GET", "/admin", None, [200, 200, 200, 200, 200]),
+    ];
+    let tokens = [
+        Some(admin.clone()),
+        Some(token(Role::Producer)),
+        Some(token(Role::Consumer)),
+        Some(token(Role::Overlay)),
+        None,
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, want) in &cases {
+        for (t, w) in tokens.iter().zip(want) {
+            let got = status(&server, method, path, body.as_ref(), t.as_deref()).await;
+            if got != *w {
+                failures.push(format!(
+                    "{method} {path} as #{}: {got}, want {w}",
+                    tokens.iter().position(|x| x == t).unwrap_or(9)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_with_401_and_other_tenants_with_403() {
+    let server = secured().await;
+    let path = "/api/v1/events?stream_id=scores";
+    let mut expired = claims(Role::Admin, &["*"]);
+    expired.exp = now() - 3600;
+    let mut early = claims(Role::Admin, &["*"]);
+    early.nbf = Some(now() + 3600);
+    let forged = Minter::hs256(b"some-other-secret-that-is-long-enough")
+        .mint(&claims(Role::Admin, &["*"]))
+        .expect("mint");
+    let none = unsigned_token(&claims(Role::Admin, &["*"]));
+    for (what, t) in [
+        ("expired", mint(&expired)),
+        ("not yet valid", mint(&early)),
+        ("wrongly signed", forged),
+        ("alg none", none),
+        ("garbage", "x.y.z".into()),
+    ] {
+        let res = http()
+            .get(server.url(path))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status().as_u16(), 401, "{what}");
+        assert_eq!(
+            res.headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer"),
+            "{what}"
+        );
+    }
+    let mut acme = claims(Role::Admin, &["*"]);
+    acme.tenant = "acme".into();
+    assert_eq!(
+        status(&server, "GET", path, None, Some(&mint(&acme))).await,
+        403
+    );
+}
+
+#[tokio::test]
+async fn tokens_in_the_query_work_for_sse_and_websocket() {
+    let server = secured().await;
+    let consumer = token(Role::Consumer);
+    // SSE: the browser EventSource cannot send headers.
+    let res = http()
+        .get(server.url("/api/v1/events/stream/scores"))
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status().as_u16(), 401);
+    let mut sse = SseClient::connect(
+        &server.url(&format!("/api/v1/events/stream/scores?token={consumer}")),
+        None,
+    )
+    .await;
+    let res = http()
+        .get(server.url(&format!("/api/v1/events/stream/other?token={consumer}")))
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(res.status().as_u16(), 403);
+    server
+        .publish_with(
+            &token(Role::Admin),
+            json!({"type": "t", "stream_id": "scores"}),
+        )
+        .await;
+    assert_eq!(sse.next().await.json()["stream_id"], "scores");
+
+    // WebSocket with ?token=.
+    let url = format!("ws://{}/api/v1/ws?token={consumer}", server.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut ws = WsClient { ws };
+    ws.subscribe(json!({"streams": ["scores"]})).await;
+    ws.expect_error(r#"{"type":"SUBSCRIBE","streams":["other"]}"#, "forbidden")
+        .await;
+    ws.expect_error(
+        r#"{"type":"PUBLISH","event":{"type":"t","stream_id":"scores"}}"#,
+        "forbidden",
+    )
+    .await;
+    ws.expect_error(r#"{"type":"ANIMATION_CANCEL","eventId":"x"}"#, "forbidden")
+        .await;
+    ws.expect_error(r#"{"type":"SUBSCRIBE","overlayId":"main"}"#, "forbidden")
+        .await;
+    ws.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_websocket_without_a_token_must_send_auth_first() {
+    let server = secured().await;
+    let mut ws = WsClient::connect(&server).await;
+    ws.expect_error(
+        r#"{"type":"SUBSCRIBE","streams":["scores"]}"#,
+        "unauthorized",
+    )
+    .await;
+    ws.assert_alive().await;
+    ws.send(json!({"type": "AUTH", "token": "not-a-token"}))
+        .await;
+    assert_eq!(ws.expect("ERROR").await["code"], "unauthorized");
+    ws.send(json!({"type": "AUTH", "token": token(Role::Overlay)}))
+        .await;
+    let ok = ws.expect("AUTHENTICATED").await;
+    assert_eq!(ok["role"], "overlay");
+    // An overlay may join its queue and report, but not publish or control.
+    ws.subscribe(json!({"overlayId": "main", "streams": ["scores"]}))
+        .await;
+    ws.expect_error(
+        r#"{"type":"PUBLISH","event":{"type":"t","stream_id":"scores"}}"#,
+        "forbidden",
+    )
+    .await;
+    ws.expect_error(
+        r#"{"type":"OVERLAY_CONTROL","overlay":"main","action":"skip"}"#,
+        "forbidden",
+    )
+    .await;
+    ws.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_token_expires_is_closed_unless_it_renews() {
+    let server = TestServer::start_with(|c| {
+        c.auth.hs256_secret = SECRET.into();
+        c.auth.leeway_secs = 0;
+    })
+    .await;
+    let mut short = claims(Role::Consumer, &["scores"]);
+    short.exp = now() + 2;
+    let url = format!("ws://{}/api/v1/ws?token={}", server.addr, mint(&short));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut ws = WsClient { ws };
+    ws.subscribe(json!({"streams": ["scores"]})).await;
+    let frame = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match ws.ws.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time")
+    .expect("close frame");
+    assert_eq!(u16::from(frame.code), 4001);
+    assert!(frame.reason.contains("expired"), "{}", frame.reason);
+
+    // Renewed in time: the connection stays.
+    short.exp = now() + 2;
+    let url = format!("ws://{}/api/v1/ws?token={}", server.addr, mint(&short));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut ws = WsClient { ws };
+    ws.send(json!({"type": "AUTH", "token": token(Role::Consumer)}))
+        .await;
+    ws.expect("AUTHENTICATED").await;
+    assert!(ws.quiet_for(std::time::Duration::from_secs(3)).await);
+    ws.assert_alive().await;
+}
+
+#[test]
+fn listening_beyond_loopback_without_authentication_is_refused_unless_allowed() {
+    let env = |listen: &str, extra: &[(&str, &str)]| {
+        let mut v = vec![(
+            "STREAMBUS_SERVER__LISTEN".to_owned(),
+            format!("\"{listen}\""),
+        )];
+        v.extend(
+            extra
+                .iter()
+                .map(|(k, val)| ((*k).to_owned(), (*val).to_owned())),
+        );
+        Config::load_with_env(None, v)
+    };
+    let e = env("0.0.0.0:8080", &[]).expect_err("refused");
+    assert!(
+        e.to_string().contains("configuration") || format!("{e:?}").contains("allow-insecure"),
+        "{e:?}"
+    );
+    assert!(format!("{e:?}").contains("--allow-insecure"), "{e:?}");
+    assert!(env("127.0.0.1:8080", &[]).is_ok());
+    assert!(
+        env(
+            "0.0.0.0:8080",
+            &[("STREAMBUS_AUTH__ALLOW_INSECURE", "true")]
+        )
+        .is_ok()
+    );
+    assert!(env("0.0.0.0:8080", &[("STREAMBUS_AUTH__HS256_SECRET", SECRET)]).is_ok());
+    let short = env(
+        "127.0.0.1:8080",
+        &[("STREAMBUS_AUTH__HS256_SECRET", "short")],
+    )
+    .expect_err("short secret");
+    assert!(format!("{short:?}").contains("32 bytes"), "{short:?}");
+}
