@@ -14,16 +14,20 @@
 //! - [`wire`]: WebSocket messages shared by the server, `tail` and `bench`.
 //! - [`store`] and [`log`]: the two backend seams of SPEC §7. The API layer knows
 //!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
+//! - [`keys`]: API keys and tenant records, key secrets and their hashes (SPEC §5).
+//! - [`audit`]: audit-log entries and their query (SPEC §5).
 //! - [`time`]: clock helpers (Unix seconds and RFC 3339 with milliseconds).
 //!
 //! Keeping this crate free of tokio, sqlx and axum is what lets the traits be
 //! tested without a runtime and the backends be swapped without touching handlers.
 
+pub mod audit;
 pub mod auth;
 pub mod consumer;
 pub mod event;
 pub mod event_type;
 pub mod filter;
+pub mod keys;
 pub mod lifecycle;
 pub mod log;
 pub mod name;

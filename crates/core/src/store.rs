@@ -13,14 +13,20 @@
 //! It also holds scheduled events (SPEC §4): an event whose `scheduled_at`
 //! lies in the future is kept apart from the log until it is due, then
 //! appended by the server's scheduler under its own id and removed.
+//!
+//! And the records of security and tenancy (SPEC §5, issue 5): API keys,
+//! found by the hash of their secret ([`crate::keys`]), tenant records, and
+//! the append-only audit log ([`crate::audit`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::event::{Event, EventClass, Record, Status};
 use crate::event_type::EventTypeDef;
+use crate::keys::{ApiKey, Tenant};
 use crate::lifecycle::AnimationStatus;
 use crate::template::Template;
 use crate::validate::NewEvent;
@@ -456,5 +462,141 @@ pub trait EventStore: Send + Sync + 'static {
         _fresh_since_ms: i64,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Stores a new API key with the hash of its secret
+    /// ([`crate::keys::key_hash`]); the secret itself never reaches the
+    /// store. `key.tenant` scopes it; `revoked_ms` and `last_used_ms` are
+    /// stored as given (normally `None`).
+    ///
+    /// The key, tenant and audit methods have defaults only so that wrappers
+    /// and test doubles need not forward them: the default stores nothing
+    /// (reads find nothing, writes refuse). Every real backend overrides all
+    /// of them.
+    ///
+    /// # Errors
+    /// `Conflict` when a key with this id (in any tenant) or this hash is
+    /// already stored (nothing changes); `Unavailable` when the engine fails
+    /// or cannot hold keys.
+    async fn put_api_key(&self, _key: &ApiKey, _hash: &str) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold API keys".into(),
+        ))
+    }
+
+    /// The key whose secret hashes to `hash`, in whatever tenant — this is
+    /// how a request's key finds its tenant. Revoked keys are returned too,
+    /// so the caller can say "revoked" rather than "unknown".
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn api_key_by_hash(&self, _hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        Ok(None)
+    }
+
+    /// Every key of the tenant, revoked ones included, newest first (ties by
+    /// id, descending).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_api_keys(&self, _tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Revokes the tenant's key `id` at `now_ms`; true when it was revoked
+    /// now, false when the tenant has no such key (another tenant's key id
+    /// included) or it was revoked already (its `revoked_ms` stays).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn revoke_api_key(
+        &self,
+        _tenant: &str,
+        _id: &str,
+        _now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Records that key `id` authenticated a request at `now_ms` (its
+    /// `last_used_ms` only moves forward; an unknown id changes nothing).
+    /// Each call is a write: callers record a key's use at most every so
+    /// often, not on every request.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn touch_api_key(&self, _id: &str, _now_ms: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Creates the tenant record `name`, or replaces its display name and
+    /// limits (keeping `created_ms`); true when it was new. `limits` is
+    /// stored as given.
+    ///
+    /// # Errors
+    /// `Conflict` when `name` is not a valid tenant name
+    /// ([`crate::keys::check_tenant_name`]; nothing is stored);
+    /// `Unavailable` when the engine fails or cannot hold tenants.
+    async fn put_tenant(
+        &self,
+        _name: &str,
+        _display_name: &str,
+        _limits: &serde_json::Value,
+        _now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold tenant records".into(),
+        ))
+    }
+
+    /// One tenant record by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_tenant(&self, _name: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(None)
+    }
+
+    /// Every tenant record, by name (byte order).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes a tenant record; true when there was one. Only the record:
+    /// the tenant's keys, events and audit entries stay (revoke its keys
+    /// first to lock it out).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_tenant(&self, _name: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Appends one audit entry in `entry.tenant`; the store assigns its
+    /// `seq` (the given one is ignored), increasing and never reused.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails or cannot hold an audit log.
+    async fn append_audit(&self, _entry: &AuditEntry) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold an audit log".into(),
+        ))
+    }
+
+    /// The tenant's audit entries matching `query`, newest first (by `seq`,
+    /// descending), at most `query.limit`; with the cursor for the next page
+    /// (the last entry's `seq`) when the page is full, `None` when it is not.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn query_audit(
+        &self,
+        _tenant: &str,
+        _query: &AuditQuery,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
+        Ok((Vec::new(), None))
     }
 }

@@ -70,6 +70,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "scheduled",
             sql: include_str!("../migrations/sqlite/0005_scheduled.sql"),
         },
+        Migration {
+            version: 6,
+            name: "security",
+            sql: include_str!("../migrations/sqlite/0006_security.sql"),
+        },
     ],
 };
 
@@ -103,6 +108,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 5,
             name: "scheduled",
             sql: include_str!("../migrations/postgres/0005_scheduled.sql"),
+        },
+        Migration {
+            version: 6,
+            name: "security",
+            sql: include_str!("../migrations/postgres/0006_security.sql"),
         },
     ],
 };

@@ -11,8 +11,9 @@
 //! (`read.rs`); retention and stream state are in `maintain.rs`; pool, schema
 //! and migrations in `connect.rs`; the on-air catalog (event types,
 //! templates, overlay subscriptions) in `catalog.rs`, the lifecycle
-//! (status rows, event status) in `lifecycle.rs` and held scheduled events
-//! in `schedule.rs`.
+//! (status rows, event status) in `lifecycle.rs`, held scheduled events
+//! in `schedule.rs`, and API keys, tenant records and the audit log in
+//! `security.rs`.
 //!
 //! [`append`](EventStore::append) serves the conformance suite and a
 //! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
@@ -42,6 +43,7 @@ mod presence;
 mod read;
 mod rows;
 mod schedule;
+mod security;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,9 +52,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
+use streambus_core::audit::{AuditEntry, AuditQuery};
 use streambus_core::event::Status;
 use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
+use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
@@ -467,5 +471,75 @@ impl EventStore for PgStore {
     ) -> Result<Vec<(String, u64)>, StoreError> {
         self.check_open()?;
         presence::others(&self.pool, tenant, exclude_node, fresh_since_ms).await
+    }
+
+    async fn put_api_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError> {
+        self.check_open()?;
+        security::put_key(&self.pool, key, hash).await
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.check_open()?;
+        security::key_by_hash(&self.pool, hash).await
+    }
+
+    async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+        self.check_open()?;
+        security::list_keys(&self.pool, tenant).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        security::revoke_key(&self.pool, tenant, id, now_ms).await
+    }
+
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.check_open()?;
+        security::touch_key(&self.pool, id, now_ms).await
+    }
+
+    async fn put_tenant(
+        &self,
+        name: &str,
+        display_name: &str,
+        limits: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        security::put_tenant(&self.pool, name, display_name, limits, now_ms).await
+    }
+
+    async fn get_tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        self.check_open()?;
+        security::get_tenant(&self.pool, name).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.check_open()?;
+        security::list_tenants(&self.pool).await
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
+        self.check_open()?;
+        security::delete_tenant(&self.pool, name).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.check_open()?;
+        security::append_audit(&self.pool, entry).await
+    }
+
+    async fn query_audit(
+        &self,
+        tenant: &str,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
+        self.check_open()?;
+        security::query_audit(&self.pool, tenant, query).await
     }
 }

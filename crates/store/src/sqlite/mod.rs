@@ -20,8 +20,9 @@
 //! The on-air catalog (event types, templates, overlay subscriptions) and
 //! the lifecycle writes run on the writer task too, as short jobs between
 //! group commits (`catalog.rs`, `lifecycle.rs`), and so do the writes of
-//! held scheduled events (`schedule.rs`). Options, tunables and counters are
-//! in `options.rs`.
+//! held scheduled events (`schedule.rs`) and of API keys, tenant records and
+//! the audit log (`security.rs`). Options, tunables and counters are in
+//! `options.rs`.
 
 mod catalog;
 mod checkpoint;
@@ -31,6 +32,7 @@ mod options;
 mod pipe;
 mod read;
 mod schedule;
+mod security;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,9 +44,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row};
+use streambus_core::audit::{AuditEntry, AuditQuery};
 use streambus_core::event::Status;
 use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
+use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
@@ -455,6 +459,65 @@ impl EventStore for SqliteStore {
 
     async fn delete_scheduled(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         self.unhold(tenant, id).await
+    }
+
+    async fn put_api_key(&self, key: &ApiKey, hash: &str) -> Result<(), StoreError> {
+        self.insert_api_key(key, hash).await
+    }
+
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        security::key_by_hash(&self.reads, hash).await
+    }
+
+    async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKey>, StoreError> {
+        security::list_keys(&self.reads, tenant).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.revoke_key(tenant, id, now_ms).await
+    }
+
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.touch_key(id, now_ms).await
+    }
+
+    async fn put_tenant(
+        &self,
+        name: &str,
+        display_name: &str,
+        limits: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.upsert_tenant(name, display_name, limits, now_ms).await
+    }
+
+    async fn get_tenant(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
+        security::get_tenant(&self.reads, name).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        security::list_tenants(&self.reads).await
+    }
+
+    async fn delete_tenant(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove_tenant(name).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.insert_audit(entry).await
+    }
+
+    async fn query_audit(
+        &self,
+        tenant: &str,
+        query: &AuditQuery,
+    ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
+        security::query_audit(&self.reads, tenant, query).await
     }
 
     async fn close(&self) {

@@ -11,18 +11,21 @@
 //! Here: appends, idempotency, tenants and the commit hook; `query.rs`: filters
 //! and pagination; `streams.rs`: stream records and retention; `catalog.rs`:
 //! event types, templates and overlay subscriptions; `lifecycle.rs`: status
-//! rows and the status in stored events; `schedule.rs`: held scheduled events.
+//! rows and the status in stored events; `schedule.rs`: held scheduled events;
+//! `security.rs`: API keys, tenant records and the audit log.
 
 mod catalog;
 mod lifecycle;
 mod query;
 mod schedule;
+mod security;
 mod streams;
 
 pub use catalog::*;
 pub use lifecycle::*;
 pub use query::*;
 pub use schedule::*;
+pub use security::*;
 pub use streams::*;
 
 use std::collections::HashMap;
@@ -305,6 +308,11 @@ pub async fn run_all(store: &dyn EventStore) {
     scheduled_events_are_held_per_tenant(store).await;
     due_scheduled_spans_tenants_in_due_order(store).await;
     scheduled_event_needs_scheduled_at(store).await;
+    api_keys_round_trip_by_hash(store).await;
+    api_key_revoke_is_scoped_by_tenant(store).await;
+    tenants_are_created_replaced_and_deleted(store).await;
+    audit_log_filters_and_pages_newest_first(store).await;
+    security_rows_never_cross_tenants(store).await;
     commit_hook_sees_new_records_in_order(store).await;
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;
@@ -339,6 +347,11 @@ macro_rules! store_conformance_tests {
             scheduled_events_are_held_per_tenant,
             due_scheduled_spans_tenants_in_due_order,
             scheduled_event_needs_scheduled_at,
+            api_keys_round_trip_by_hash,
+            api_key_revoke_is_scoped_by_tenant,
+            tenants_are_created_replaced_and_deleted,
+            audit_log_filters_and_pages_newest_first,
+            security_rows_never_cross_tenants,
             run_all,
         );
     };
