@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod keys;
 pub mod overlays;
 pub mod pages;
 pub mod sse;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(templates::router())
         .merge(subscriptions::router())
         .merge(overlays::router())
+        .merge(keys::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

@@ -422,7 +422,7 @@ async fn handle_text(
             reference,
         }),
         // Credentials are accepted and ignored until authentication is configured.
-        ClientMessage::Auth { token } => match auth::identify(state, Some(&token)) {
+        ClientMessage::Auth { token } => match auth::identify(state, Some(&token)).await {
             Ok(who) => {
                 let reply = ServerMessage::Authenticated {
                     subject: who.principal.subject.clone(),

@@ -3,6 +3,8 @@
 //!
 //! - [`jwt`]: HS256 and EdDSA tokens with enforced expiry, minted by
 //!   `streambus token` and verified on every request.
+//! - API keys (`sbk_…`) for services, stored by hash
+//!   (`api::keys` creates, lists and revokes them), usable wherever a token is.
 //! - [`middleware`]: reads the token (`Authorization: Bearer`, or `?token=`
 //!   for OBS overlay URLs and browser `EventSource`/WebSocket clients),
 //!   answers `401` without a valid one, checks what the route needs
@@ -27,6 +29,7 @@ use axum::response::{IntoResponse, Response};
 use streambus_core::DEFAULT_TENANT;
 use streambus_core::auth::{Action, Principal, Role};
 use streambus_core::filter::Glob;
+use streambus_core::keys;
 
 use crate::api::error::ApiError;
 use crate::config::{AuthConfig, ConfigError};
@@ -69,12 +72,14 @@ pub fn verifier(config: &AuthConfig) -> Result<Option<Verifier>, ConfigError> {
     Ok(Some(v))
 }
 
-/// Resolves a bearer token (or its absence) to an identity.
+/// Resolves a bearer token (or its absence) to an identity: an API key
+/// (`sbk_…`, looked up by its hash) or a JWT.
 ///
 /// # Errors
-/// `401` without a token or with one that does not verify; `403` for a
-/// tenant this server does not serve.
-pub fn identify(state: &AppState, token: Option<&str>) -> Result<Identity, ApiError> {
+/// `401` without a token or with one that does not verify (a revoked key
+/// included); `403` for a tenant this server does not serve; `503` when the
+/// store cannot be asked about a key.
+pub async fn identify(state: &AppState, token: Option<&str>) -> Result<Identity, ApiError> {
     let Some(verifier) = &state.verifier else {
         return Ok(Identity {
             principal: Principal::open(DEFAULT_TENANT),
@@ -88,19 +93,44 @@ pub fn identify(state: &AppState, token: Option<&str>) -> Result<Identity, ApiEr
                 .into(),
         ));
     };
-    let (principal, exp) = verifier
-        .verify_until(token)
-        .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+    let (principal, expires) = if token.starts_with(keys::KEY_PREFIX) {
+        (api_key(state, token).await?, None)
+    } else {
+        let (p, exp) = verifier
+            .verify_until(token)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+        (p, Some(exp.saturating_add(state.config.auth.leeway_secs)))
+    };
     if principal.tenant != DEFAULT_TENANT {
         return Err(ApiError::Forbidden(format!(
             "tenant `{}` is not served here; only `{DEFAULT_TENANT}` is",
             principal.tenant
         )));
     }
-    Ok(Identity {
-        principal,
-        expires: Some(exp.saturating_add(state.config.auth.leeway_secs)),
-    })
+    Ok(Identity { principal, expires })
+}
+
+/// The principal of an API key secret.
+async fn api_key(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
+    let key = state
+        .store
+        .api_key_by_hash(&keys::key_hash(secret))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+    if key.is_revoked() {
+        return Err(ApiError::Unauthorized(format!(
+            "API key `{}` was revoked",
+            key.id
+        )));
+    }
+    let now = streambus_core::time::now_ms();
+    // Recorded at most once a minute per key: each record is a write.
+    if key.last_used_ms.is_none_or(|t| now - t > 60_000)
+        && let Err(e) = state.store.touch_api_key(&key.id, now).await
+    {
+        tracing::debug!(error = %e, key = %key.id, "key use not recorded");
+    }
+    Ok(key.principal())
 }
 
 /// The bearer token of a request: the `Authorization` header, else the
@@ -163,7 +193,7 @@ pub enum Need {
     Publish,
     /// Operator controls: cancel, replay, queue and stream control.
     Control,
-    /// Changing the catalog: types, templates, subscriptions.
+    /// Changing the catalog (types, templates, subscriptions) and keys.
     Administer,
 }
 
@@ -204,6 +234,7 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
         (false, ["events", _, "cancel" | "replay"] | ["events", "scheduled", _]) => Need::Control,
         (_, ["overlays", ..] | ["analytics", ..]) => Need::Control,
         (false, ["event-templates", _, "fire"]) => Need::Publish,
+        (_, ["keys", ..]) => Need::Administer,
         (true, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Identified,
         (false, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Administer,
         _ => Need::Identified,
@@ -244,7 +275,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let token = token_of(req.headers(), req.uri().query());
     // A WebSocket may send its token as a first AUTH frame instead.
     let is_ws = matches!(req.uri().path(), "/api/v1/ws" | "/api/ws");
-    let identity = match identify(&state, token.as_deref()) {
+    let identity = match identify(&state, token.as_deref()).await {
         Ok(identity) => identity,
         Err(ApiError::Unauthorized(_)) if is_ws && token.is_none() => {
             return next.run(req).await;

@@ -436,3 +436,102 @@ fn listening_beyond_loopback_without_authentication_is_refused_unless_allowed() 
     .expect_err("short secret");
     assert!(format!("{short:?}").contains("32 bytes"), "{short:?}");
 }
+
+#[tokio::test]
+async fn api_keys_are_created_used_listed_and_revoked() {
+    let server = secured().await;
+    let admin = token(Role::Admin);
+    let body = json!({"name": "scoreboard", "role": "producer", "publish": ["scores"], "subscribe": ["scores"]});
+    let res = http()
+        .post(server.url("/api/v1/keys"))
+        .bearer_auth(&admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status().as_u16(), 201);
+    let created: Value = res.json().await.expect("json");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let id = created["key"]["id"].as_str().expect("id").to_owned();
+    assert!(secret.starts_with("sbk_"), "{created}");
+    assert!(created["key"].get("hash").is_none(), "{created}");
+
+    // The key acts as its role.
+    let ok = json!({"type": "t", "stream_id": "scores"});
+    assert_eq!(
+        status(&server, "POST", "/api/v1/events", Some(&ok), Some(&secret)).await,
+        201
+    );
+    let other = json!({"type": "t", "stream_id": "other"});
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/api/v1/events",
+            Some(&other),
+            Some(&secret)
+        )
+        .await,
+        403
+    );
+    // Only admins manage keys; the list never shows a secret.
+    assert_eq!(
+        status(&server, "GET", "/api/v1/keys", None, Some(&secret)).await,
+        403
+    );
+    let list = http()
+        .get(server.url("/api/v1/keys"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list");
+    let text = list.text().await.expect("text");
+    assert!(text.contains(&id) && !text.contains(&secret), "{text}");
+    // Bad input.
+    let bad = json!({"name": "x", "role": "root"});
+    assert_eq!(
+        status(&server, "POST", "/api/v1/keys", Some(&bad), Some(&admin)).await,
+        400
+    );
+    let bad = json!({"name": "x", "role": "producer", "publish": ["Bad Stream"]});
+    assert_eq!(
+        status(&server, "POST", "/api/v1/keys", Some(&bad), Some(&admin)).await,
+        400
+    );
+
+    // Revoked: refused with 401 everywhere, also on WebSocket.
+    assert_eq!(
+        status(
+            &server,
+            "DELETE",
+            &format!("/api/v1/keys/{id}"),
+            None,
+            Some(&admin)
+        )
+        .await,
+        204
+    );
+    assert_eq!(
+        status(
+            &server,
+            "DELETE",
+            &format!("/api/v1/keys/{id}"),
+            None,
+            Some(&admin)
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status(&server, "POST", "/api/v1/events", Some(&ok), Some(&secret)).await,
+        401
+    );
+    let mut ws = WsClient::connect(&server).await;
+    ws.send(json!({"type": "AUTH", "token": secret})).await;
+    let e = ws.expect("ERROR").await;
+    assert_eq!(e["code"], "unauthorized");
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("revoked")),
+        "{e}"
+    );
+}
