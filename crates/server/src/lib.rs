@@ -15,6 +15,7 @@
 //! listener until the shutdown future completes, then drains (SPEC §3.5).
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod generator;
@@ -246,7 +247,8 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     info!(%addr, data_dir = %state.config.server.data_dir.display(), demo = state.config.server.demo, "streambus listening");
 
-    let app = api::router(state.clone());
+    let app =
+        api::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let token = state.shutdown.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

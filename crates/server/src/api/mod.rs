@@ -6,6 +6,7 @@
 //! browser pages (`/admin`, `/overlay`, `/sdk.js`, `/assets/…`) sit at the
 //! root ([`pages`]).
 
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(subscriptions::router())
         .merge(overlays::router())
         .merge(keys::router())
+        .merge(audit::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

@@ -33,6 +33,8 @@ use crate::publish::{Published, prepare, publish_one_or_hold};
 use crate::state::AppState;
 use crate::subscription::{StartAt, SubError, Subscription};
 use axum::Extension;
+use axum::extract::ConnectInfo;
+use std::net::SocketAddr;
 use streambus_core::auth::{Action, Principal};
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -50,6 +52,8 @@ struct Conn {
     updates: Option<broadcast::Receiver<Utf8Bytes>>,
     /// Who it is; `None` until an `AUTH` frame when the request had no token.
     who: Option<Identity>,
+    /// The client's address, for the audit log.
+    peer: Option<SocketAddr>,
 }
 
 impl Conn {
@@ -57,8 +61,14 @@ impl Conn {
     fn reset(&mut self) {
         *self = Self {
             who: self.who.take(),
+            peer: self.peer,
             ..Self::default()
         };
+    }
+
+    /// Who to record a control frame under, and from where.
+    fn audit_as(&self) -> (Option<Identity>, Option<SocketAddr>) {
+        (self.who.clone(), self.peer)
     }
 
     /// Checks `action` for this connection.
@@ -97,22 +107,30 @@ async fn expiry(who: &Option<Identity>) {
 pub async fn upgrade(
     State(state): State<AppState>,
     who: Option<Extension<Identity>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let max = state.config.limits.max_frame_bytes;
     let tasks = state.tasks.clone();
     let who = who.map(|Extension(w)| w);
+    let peer = peer.map(|Extension(ConnectInfo(a))| a);
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(state.config.delivery.ws_read_buffer)
-        .on_upgrade(move |socket| tasks.track_future(connection(state, socket, who)))
+        .on_upgrade(move |socket| tasks.track_future(connection(state, socket, who, peer)))
 }
 
 #[instrument(skip_all)]
-async fn connection(state: AppState, socket: WebSocket, who: Option<Identity>) {
+async fn connection(
+    state: AppState,
+    socket: WebSocket,
+    who: Option<Identity>,
+    peer: Option<SocketAddr>,
+) {
     let (mut sink, mut frames) = socket.split();
     let mut conn = Conn {
         who,
+        peer,
         ..Conn::default()
     };
     let mut inflight: FuturesOrdered<Reply> = FuturesOrdered::new();
@@ -377,12 +395,19 @@ async fn handle_text(
             reference,
         } => {
             let state = state.clone();
+            let audit = conn.audit_as();
             inflight.push_back(Box::pin(async move {
                 let done = if replay {
                     overlays::replay(&state, DEFAULT_TENANT, &event_id, target_overlay).await
                 } else {
                     overlays::cancel(&state, DEFAULT_TENANT, &event_id, target_overlay).await
                 };
+                let action = if replay {
+                    "event.replay"
+                } else {
+                    "event.cancel"
+                };
+                audit_frame(&state, audit, action, &event_id, &done).await;
                 Some(match done {
                     Ok(_) => ServerMessage::ControlOk {
                         action: if replay { "replay" } else { "cancel" }.into(),
@@ -402,9 +427,12 @@ async fn handle_text(
             reference,
         } => {
             let state = state.clone();
+            let audit = conn.audit_as();
             inflight.push_back(Box::pin(async move {
                 let done =
                     overlays::control(&state, DEFAULT_TENANT, &overlay, action, event_type).await;
+                let name = format!("overlay.{}", action.as_str());
+                audit_frame(&state, audit, &name, &overlay, &done).await;
                 Some(match done {
                     Ok(_) => ServerMessage::ControlOk {
                         action: action.as_str().into(),
@@ -473,6 +501,32 @@ fn permitted(conn: &Conn, msg: &ClientMessage) -> Result<(), ServerMessage> {
             .map_err(|e| with_ref(forbid(e), reference.clone())),
         _ => Ok(()),
     }
+}
+
+/// Records a control frame's outcome in the audit log.
+async fn audit_frame<T>(
+    state: &AppState,
+    (who, peer): (Option<Identity>, Option<SocketAddr>),
+    action: &str,
+    target: &str,
+    done: &Result<T, ApiError>,
+) {
+    let Some(who) = who else { return };
+    let outcome = match done {
+        Ok(_) => 200,
+        Err(e) => e.status().as_u16(),
+    };
+    let detail = serde_json::json!({"via": "websocket"});
+    crate::audit::record(
+        state,
+        &who,
+        action.to_owned(),
+        target.to_owned(),
+        peer,
+        outcome,
+        detail,
+    )
+    .await;
 }
 
 fn with_ref(mut msg: ServerMessage, r: Option<String>) -> ServerMessage {

@@ -234,7 +234,7 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
         (false, ["events", _, "cancel" | "replay"] | ["events", "scheduled", _]) => Need::Control,
         (_, ["overlays", ..] | ["analytics", ..]) => Need::Control,
         (false, ["event-templates", _, "fire"]) => Need::Publish,
-        (_, ["keys", ..]) => Need::Administer,
+        (_, ["keys", ..] | ["audit"]) => Need::Administer,
         (true, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Identified,
         (false, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Administer,
         _ => Need::Identified,
@@ -265,10 +265,16 @@ impl Need {
     }
 }
 
-/// The request layer: identifies the caller, checks the route's need and
-/// puts the [`Identity`] in the request's extensions.
+/// The request layer: identifies the caller, checks the route's need, puts
+/// the [`Identity`] in the request's extensions, and records changes in the
+/// audit log ([`crate::audit`]) with their outcome, refusals included.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let need = requirement(req.method(), req.uri().path(), req.uri().query());
+    let audited = crate::audit::action_of(req.method(), req.uri().path(), &need);
+    let address = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     if need == Need::Public {
         return next.run(req).await;
     }
@@ -283,8 +289,36 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         Err(e) => return e.into_response(),
     };
     if let Err(e) = need.check(&identity.principal) {
-        return e.into_response();
+        let detail = serde_json::json!({"refused": e.to_string()});
+        let res = e.into_response();
+        if let Some((action, target)) = audited {
+            crate::audit::record(
+                &state,
+                &identity,
+                action,
+                target,
+                address,
+                res.status().as_u16(),
+                detail,
+            )
+            .await;
+        }
+        return res;
     }
-    req.extensions_mut().insert(identity);
-    next.run(req).await
+    req.extensions_mut().insert(identity.clone());
+    let res = next.run(req).await;
+    if let Some((action, target)) = audited {
+        let outcome = res.status().as_u16();
+        crate::audit::record(
+            &state,
+            &identity,
+            action,
+            target,
+            address,
+            outcome,
+            serde_json::Value::Null,
+        )
+        .await;
+    }
+    res
 }

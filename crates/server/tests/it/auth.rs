@@ -535,3 +535,147 @@ async fn api_keys_are_created_used_listed_and_revoked() {
         "{e}"
     );
 }
+
+async fn audit(server: &TestServer, token: &str, query: &str) -> Value {
+    let res = http()
+        .get(server.url(&format!("/api/v1/audit{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("audit");
+    assert_eq!(res.status().as_u16(), 200);
+    res.json().await.expect("json")
+}
+
+#[tokio::test]
+async fn changes_are_audited_with_who_what_where_and_outcome() {
+    let server = secured().await;
+    let admin = mint(&Claims {
+        sub: "operator-ana".into(),
+        ..claims(Role::Admin, &["*"])
+    });
+    let producer = token(Role::Producer);
+    // Publishing is not audited; a control, a catalog change and a refusal are.
+    server
+        .publish_with(
+            &admin,
+            json!({"id": "a1", "type": "t", "stream_id": "scores", "class": "animated"}),
+        )
+        .await;
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/api/v1/events/stream/scores/pause",
+            None,
+            Some(&admin)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            &server,
+            "PUT",
+            "/api/v1/events/a1/cancel",
+            None,
+            Some(&admin)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            &server,
+            "PUT",
+            "/api/v1/subscriptions/main",
+            Some(&json!({})),
+            Some(&admin)
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        status(
+            &server,
+            "POST",
+            "/api/v1/events/stream/scores/resume",
+            None,
+            Some(&producer)
+        )
+        .await,
+        403
+    );
+    // Over WebSocket too.
+    let url = format!("ws://{}/api/v1/ws?token={admin}", server.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut ws = WsClient { ws };
+    ws.send(json!({"type": "ANIMATION_REPLAY", "eventId": "nope", "ref": 1}))
+        .await;
+    assert_eq!(ws.expect("ERROR").await["code"], "not_found");
+
+    let log = eventually("five entries", || async {
+        let v = audit(&server, &admin, "").await;
+        (v["data"].as_array().map(Vec::len) == Some(5)).then_some(v)
+    })
+    .await;
+    let rows: Vec<(String, String, String, u64)> = log["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap_or("").to_owned(),
+                e["action"].as_str().unwrap_or("").to_owned(),
+                e["target"].as_str().unwrap_or("").to_owned(),
+                e["outcome"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let row = |a: &str, b: &str, c: &str, d: u64| (a.to_owned(), b.to_owned(), c.to_owned(), d);
+    assert_eq!(
+        rows,
+        [
+            row("operator-ana", "event.replay", "nope", 404),
+            row("test-producer", "stream.resume", "scores", 403),
+            row("operator-ana", "subscription.put", "main", 200),
+            row("operator-ana", "event.cancel", "a1", 200),
+            row("operator-ana", "stream.pause", "scores", 200),
+        ],
+        "newest first"
+    );
+    assert_eq!(log["data"][0]["address"], "127.0.0.1");
+    assert_eq!(log["data"][0]["role"], "admin");
+    // Filters and pages.
+    let only = audit(&server, &admin, "?action=event.cancel").await;
+    assert_eq!(only["data"].as_array().map(Vec::len), Some(1));
+    let page = audit(&server, &admin, "?limit=2").await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(2));
+    let cursor = page["next_cursor"].as_u64().expect("cursor");
+    let next = audit(&server, &admin, &format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(next["data"][0]["action"], "subscription.put");
+    // Admin only; bad parameters are 400.
+    assert_eq!(
+        status(&server, "GET", "/api/v1/audit", None, Some(&producer)).await,
+        403
+    );
+    assert_eq!(
+        status(&server, "GET", "/api/v1/audit?limit=0", None, Some(&admin)).await,
+        400
+    );
+    assert_eq!(
+        status(
+            &server,
+            "GET",
+            "/api/v1/audit?since=yesterday",
+            None,
+            Some(&admin)
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        status(&server, "GET", "/api/v1/audit?bogus=1", None, Some(&admin)).await,
+        400
+    );
+}
