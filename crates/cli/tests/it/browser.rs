@@ -2,6 +2,10 @@
 //! W3C WebDriver API): the seed's JavaScript receives every event through
 //! `onmessage`, text stays text, and a dropped connection resumes from
 //! `Last-Event-ID` with no gap and no duplicate after the server restarts.
+//!
+//! [`Browser`] is the small WebDriver client the page tests share
+//! (pages_browser.rs): navigate, run a script, poll, click, read an alert,
+//! size the viewport, take a screenshot.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,7 +22,7 @@ pub type WsStream =
 /// A headless Chromium session. On drop the session is deleted (which ends
 /// the browser; killing only the driver would leave it running) and the
 /// driver is killed.
-struct Browser {
+pub(crate) struct Browser {
     _driver: Child,
     port: u16,
     session: String,
@@ -30,7 +34,7 @@ struct Browser {
 impl Browser {
     /// Starts chromedriver and a session, or `None` when they are missing
     /// (a failure under `STREAMBUS_REQUIRE_SERVICES`).
-    async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         let have = |p: &str| std::path::Path::new(p).exists();
         if !(have("/usr/bin/chromium") && have("/usr/bin/chromedriver")) {
             assert!(
@@ -88,7 +92,7 @@ impl Browser {
         })
     }
 
-    async fn open(&self, url: &str) {
+    pub(crate) async fn open(&self, url: &str) {
         let r = self
             .client
             .post(format!("{}/url", self.base))
@@ -103,18 +107,166 @@ impl Browser {
         );
     }
 
-    async fn eval(&self, script: &str) -> Value {
-        let r: Value = self
-            .client
-            .post(format!("{}/execute/sync", self.base))
-            .json(&json!({"script": script, "args": []}))
-            .send()
+    /// Runs `script` (a function body) in the page and returns its value;
+    /// a WebDriver error (a script error, an open alert …) fails the test.
+    pub(crate) async fn eval(&self, script: &str) -> Value {
+        self.eval_with(script, json!([])).await
+    }
+
+    /// As [`Browser::eval`], with `arguments` for the script.
+    pub(crate) async fn eval_with(&self, script: &str, args: Value) -> Value {
+        match self
+            .command(
+                reqwest::Method::POST,
+                "/execute/sync",
+                Some(json!({"script": script, "args": args})),
+            )
             .await
-            .expect("execute")
-            .json()
+        {
+            Ok(v) => v,
+            Err((code, message)) => panic!("script failed ({code}): {message}\n{script}"),
+        }
+    }
+
+    /// One WebDriver command on this session: the `value` of the answer, or
+    /// the error's `(error code, message)`.
+    pub(crate) async fn command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (String, String)> {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let r = req.send().await.expect("webdriver request");
+        let ok = r.status().is_success();
+        let v: Value = r.json().await.expect("webdriver json");
+        let value = v["value"].clone();
+        if ok {
+            Ok(value)
+        } else {
+            Err((
+                value["error"]
+                    .as_str()
+                    .unwrap_or("unknown error")
+                    .to_owned(),
+                value["message"].as_str().unwrap_or_default().to_owned(),
+            ))
+        }
+    }
+
+    /// Polls `script` until it returns something other than `null`,
+    /// `false`, `0` or `""`, and returns that; fails after `deadline`.
+    pub(crate) async fn wait_for(&self, what: &str, deadline: Duration, script: &str) -> Value {
+        let start = tokio::time::Instant::now();
+        loop {
+            let v = self.eval(script).await;
+            let truthy = match &v {
+                Value::Null | Value::Bool(false) => false,
+                Value::Number(n) => n.as_f64() != Some(0.0),
+                Value::String(s) => !s.is_empty(),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks the first element matching `css` as a user would (WebDriver
+    /// Element Click: scrolled into view, hit-tested). A page that re-renders
+    /// may replace the element between finding and clicking it, so a stale
+    /// or not yet clickable element is looked up again until the deadline.
+    pub(crate) async fn click(&self, css: &str) {
+        let start = tokio::time::Instant::now();
+        loop {
+            let found = self
+                .command(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .await;
+            let err = match found {
+                Ok(el) => {
+                    let id = el
+                        .as_object()
+                        .and_then(|o| o.values().next())
+                        .and_then(Value::as_str)
+                        .expect("element reference")
+                        .to_owned();
+                    match self
+                        .command(
+                            reqwest::Method::POST,
+                            &format!("/element/{id}/click"),
+                            Some(json!({})),
+                        )
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            assert!(
+                start.elapsed() < DEADLINE,
+                "could not click {css}: {} {}",
+                err.0,
+                err.1
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The text of the open user prompt (`alert()`), or the WebDriver error
+    /// code (`no such alert` when none is open).
+    pub(crate) async fn alert_text(&self) -> Result<String, String> {
+        self.command(reqwest::Method::GET, "/alert/text", None)
             .await
-            .expect("execute json");
-        r["value"].clone()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .map_err(|(code, _)| code)
+    }
+
+    /// Resizes the window so that the page's viewport is `width`×`height`
+    /// CSS pixels.
+    pub(crate) async fn set_viewport(&self, width: i64, height: i64) {
+        let (mut w, mut h) = (width, height);
+        for _ in 0..3 {
+            self.command(
+                reqwest::Method::POST,
+                "/window/rect",
+                Some(json!({"width": w, "height": h})),
+            )
+            .await
+            .expect("set window rect");
+            let inner = self
+                .eval("return [window.innerWidth, window.innerHeight]")
+                .await;
+            let (iw, ih) = (
+                inner[0].as_i64().expect("width"),
+                inner[1].as_i64().expect("height"),
+            );
+            if (iw, ih) == (width, height) {
+                return;
+            }
+            w += width - iw;
+            h += height - ih;
+        }
+        panic!("could not size the viewport to {width}x{height}");
+    }
+
+    /// A screenshot of the viewport, as PNG bytes.
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
+        let v = self
+            .command(reqwest::Method::GET, "/screenshot", None)
+            .await
+            .expect("screenshot");
+        base64_decode(v.as_str().expect("base64 screenshot"))
     }
 
     /// Polls the page's received list until it has `n` entries.
@@ -149,12 +301,74 @@ impl Drop for Browser {
             let req = format!(
                 "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
-            if s.write_all(req.as_bytes()).is_ok() {
-                let _ = s.read_to_end(&mut Vec::new());
+            if s.write_all(req.as_bytes()).is_err() {
+                return;
+            }
+            // Read the whole answer (it comes once the browser has quit),
+            // but not to EOF: chromedriver may keep the socket open.
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = s.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if http_response_complete(&buf) {
+                    break;
+                }
             }
         });
         let _ = done.join();
     }
+}
+
+/// Whether `buf` holds a whole HTTP/1.1 response with a `Content-Length`.
+fn http_response_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    buf.len() >= end + 4 + len
+}
+
+/// Decodes standard base64 (as WebDriver sends screenshots).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' | b'\r' | b'\n' => continue,
+            _ => panic!("not base64: {c}"),
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The width and height of a PNG, from its header.
+pub(crate) fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(
+        png.len() > 24 && png.starts_with(b"\x89PNG\r\n\x1a\n") && &png[12..16] == b"IHDR",
+        "not a PNG"
+    );
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&png[16..20]), be(&png[20..24]))
 }
 
 /// The seed's "Notification System" example with its handler recording what

@@ -5,6 +5,7 @@ mod browser;
 mod cluster;
 mod cluster_catalog;
 mod durability;
+mod pages_browser;
 mod proc;
 mod proxy;
 mod seed004;
