@@ -106,6 +106,18 @@ pub struct LimitsConfig {
     pub max_frame_bytes: usize,
     /// Unacknowledged WebSocket publishes per connection.
     pub max_inflight_publishes: usize,
+    /// Events per second one key may publish; 0 for no limit.
+    pub publish_rate_per_key: u32,
+    /// Events a key may publish at once above its rate.
+    pub publish_burst_per_key: u32,
+    /// Events per second one client address may publish; 0 for no limit.
+    pub publish_rate_per_ip: u32,
+    /// Events an address may publish at once above its rate.
+    pub publish_burst_per_ip: u32,
+    /// Open WebSocket and SSE connections per key; 0 for no limit.
+    pub max_connections_per_key: usize,
+    /// Open WebSocket and SSE connections per client address; 0 for no limit.
+    pub max_connections_per_ip: usize,
 }
 
 /// `[delivery]`.

@@ -20,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod generator;
 pub mod hub;
+pub mod limits;
 pub mod overlays;
 pub mod publish;
 pub mod registry;

@@ -16,12 +16,13 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use streambus_core::auth::{Action, Principal};
+use streambus_core::auth::Action;
 use streambus_core::store::Appended;
 use streambus_core::validate::{self, NewEvent, PublishContext};
 use streambus_core::{Event, ValidationError};
 
 use crate::api::error::ApiError;
+use crate::auth::Identity;
 use crate::state::AppState;
 
 /// The outcome of one item of a batch.
@@ -56,22 +57,24 @@ pub fn hold_until(event: &Event, now_ms: i64) -> Option<i64> {
 }
 
 /// Validates one JSON item whose encoded size is `len` for `who`: the size
-/// limit, then [`prepare`] in `who`'s tenant, then whether `who` may publish
-/// to the event's stream.
+/// limit, then [`prepare`] in `who`'s tenant, whether `who` may publish to
+/// the event's stream, and `who`'s publish rate.
 ///
 /// # Errors
 /// 413 for an oversized item, 422 naming the field, 403 for a stream `who`
-/// may not publish to.
+/// may not publish to, 429 over the rate.
 pub fn validate_item(
     state: &AppState,
-    who: &Principal,
+    who: &Identity,
     value: Value,
     len: usize,
     ctx: &PublishContext<'_>,
 ) -> Result<NewEvent, ApiError> {
     validate::check_size(len, &state.limits)?;
-    let event = prepare(state, &who.tenant, value, ctx)?;
-    who.check(Action::Publish(&event.event.stream_id))?;
+    let event = prepare(state, &who.principal.tenant, value, ctx)?;
+    who.principal
+        .check(Action::Publish(&event.event.stream_id))?;
+    state.limiter.publish(who)?;
     Ok(event)
 }
 

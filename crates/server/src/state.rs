@@ -44,6 +44,8 @@ pub struct Inner {
     pub node_id: String,
     /// Verifies tokens; `None` when no authentication is configured.
     pub verifier: Option<crate::auth::jwt::Verifier>,
+    /// Rate and connection limits per key and address.
+    pub limiter: Arc<crate::limits::Limiter>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
         let limits = config.input_limits();
         let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
         let overlays = Arc::new(Overlays::new(config.overlays));
+        let limiter = Arc::new(crate::limits::Limiter::new(&config.limits));
         let node_id = format!(
             "{}-{}-{}",
             config.server.listen,
@@ -76,6 +79,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             node_id,
             verifier,
+            limiter,
         }))
     }
 }

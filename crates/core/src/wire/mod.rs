@@ -47,6 +47,8 @@ pub mod codes {
     pub const UNAUTHORIZED: &str = "unauthorized";
     /// The credentials do not allow this frame.
     pub const FORBIDDEN: &str = "forbidden";
+    /// Over a publish rate; the message says when to retry.
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// WebSocket close codes for terminal cases.

@@ -49,6 +49,14 @@ pub enum ApiError {
     /// transition that is not allowed (409).
     #[error("{0}")]
     Conflict(String),
+    /// Over a rate or connection limit (429, with `Retry-After`).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Which limit.
+        detail: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// Body or batch too large (413).
     #[error("{0}")]
     TooLarge(String),
@@ -84,6 +92,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +110,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
             Self::TooLarge(_) => "too-large",
+            Self::TooManyRequests { .. } => "rate-limited",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -147,6 +157,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

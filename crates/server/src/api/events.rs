@@ -132,7 +132,7 @@ async fn publish_events(
     {
         BodyKind::One => {
             let value = json_body(&body)?;
-            let event = validate_item(&state, &who.principal, value, body.len(), &ctx)?;
+            let event = validate_item(&state, &who, value, body.len(), &ctx)?;
             let published = publish_one_or_hold(&state, DEFAULT_TENANT, event).await?;
             return Ok(published_response(&published));
         }
@@ -171,7 +171,7 @@ async fn publish_events(
     }
     let validated = items
         .into_iter()
-        .map(|(value, len)| value.and_then(|v| validate_item(&state, &who.principal, v, len, &ctx)))
+        .map(|(value, len)| value.and_then(|v| validate_item(&state, &who, v, len, &ctx)))
         .collect();
     let results = publish_or_hold(&state, DEFAULT_TENANT, validated).await?;
     let mut out = Vec::with_capacity(results.len() * 256);

@@ -9,12 +9,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -27,6 +27,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::error::ApiError;
 use super::extract::AppQuery;
+use crate::auth::Identity;
+use crate::limits::ConnectionGuard;
 use crate::state::AppState;
 use crate::subscription::{StartAt, Subscription};
 
@@ -60,6 +62,7 @@ fn csv(s: &Option<String>) -> impl Iterator<Item = &str> {
 
 async fn stream_events(
     State(state): State<AppState>,
+    Extension(who): Extension<Identity>,
     Path(stream): Path<String>,
     headers: HeaderMap,
     AppQuery(params): AppQuery<SseParams>,
@@ -70,7 +73,9 @@ async fn stream_events(
             "must match [a-z0-9][a-z0-9._-]{0,127}",
         ));
     }
+    // `token` was read by the authentication layer.
     let _ = &params.token;
+    let guard = state.limiter.connect(&who)?;
     let mut filter = Filter {
         streams: vec![Glob::new(stream.clone())],
         ..Default::default()
@@ -142,6 +147,7 @@ async fn stream_events(
         shutdown: Box::pin(state.shutdown.clone().cancelled_owned()),
         batch: state.config.delivery.write_batch,
         done: false,
+        _counted: guard,
     };
     let body = futures_util::stream::once(async move { Ok::<_, Infallible>(first) })
         .chain(futures_util::stream::unfold(live, Live::next_chunk));
@@ -181,6 +187,8 @@ struct Live {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
     batch: usize,
     done: bool,
+    /// Keeps the connection counted against its key's and address's limit.
+    _counted: ConnectionGuard,
 }
 
 impl Live {

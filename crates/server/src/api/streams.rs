@@ -80,7 +80,7 @@ async fn broadcast(
             };
             let v = Value::Object(obj.clone());
             let len = body.len();
-            validate_item(&state, &who.principal, v, len, &ctx)
+            validate_item(&state, &who, v, len, &ctx)
         })
         .collect::<Vec<_>>();
     // One shared body: the first refusal is every item's refusal.

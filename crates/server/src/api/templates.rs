@@ -138,7 +138,7 @@ async fn fire_template(
         ..Default::default()
     };
     let len = event.to_string().len();
-    let new = validate_item(&state, &who.principal, event, len, &ctx)?;
+    let new = validate_item(&state, &who, event, len, &ctx)?;
     let published = publish_one_or_hold(&state, DEFAULT_TENANT, new).await?;
     Ok(published_response(&published))
 }

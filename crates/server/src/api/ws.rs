@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{SinkExt, StreamExt};
 use streambus_core::overlay::{Op, Report};
@@ -114,10 +114,20 @@ pub async fn upgrade(
     let tasks = state.tasks.clone();
     let who = who.map(|Extension(w)| w);
     let peer = peer.map(|Extension(ConnectInfo(a))| a);
+    // Counted while open, when the request identified itself.
+    let guard = match who.as_ref().map(|w| state.limiter.connect(w)).transpose() {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
     ws.max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(state.config.delivery.ws_read_buffer)
-        .on_upgrade(move |socket| tasks.track_future(connection(state, socket, who, peer)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(async move {
+                connection(state, socket, who, peer).await;
+                drop(guard);
+            })
+        })
 }
 
 #[instrument(skip_all)]
@@ -300,7 +310,13 @@ async fn handle_text(
             // The shared publish path: event-type defaults and schemas apply.
             let event = match prepare(state, DEFAULT_TENANT, event, &ctx) {
                 Ok(e) => match conn.allow(Action::Publish(&e.event.stream_id)) {
-                    Ok(_) => Ok(e),
+                    Ok(_) => {
+                        let rate = conn.who.as_ref().map(|w| state.limiter.publish(w));
+                        if let Some(Err(limited)) = rate {
+                            return Some(api_error(&limited, reference));
+                        }
+                        Ok(e)
+                    }
                     Err(reply) => return Some(with_ref(reply, reference)),
                 },
                 Err(e) => Err(e),
@@ -452,6 +468,10 @@ async fn handle_text(
         // Credentials are accepted and ignored until authentication is configured.
         ClientMessage::Auth { token } => match auth::identify(state, Some(&token)).await {
             Ok(who) => {
+                let who = Identity {
+                    address: conn.peer.map(|a| a.ip()),
+                    ..who
+                };
                 let reply = ServerMessage::Authenticated {
                     subject: who.principal.subject.clone(),
                     role: who.principal.role.as_str().into(),
@@ -635,6 +655,7 @@ fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {
         s if s.is_server_error() => codes::UNAVAILABLE,
         axum::http::StatusCode::UNAUTHORIZED => codes::UNAUTHORIZED,
         axum::http::StatusCode::FORBIDDEN => codes::FORBIDDEN,
+        axum::http::StatusCode::TOO_MANY_REQUESTS => codes::RATE_LIMITED,
         axum::http::StatusCode::NOT_FOUND => codes::NOT_FOUND,
         axum::http::StatusCode::CONFLICT => codes::CONFLICT,
         _ => codes::INVALID,

@@ -44,6 +44,8 @@ pub struct Identity {
     /// When the server stops honouring its token (`exp` plus the leeway),
     /// Unix seconds; `None` without authentication.
     pub expires: Option<u64>,
+    /// The client's address, when known (for per-address limits).
+    pub address: Option<std::net::IpAddr>,
 }
 
 /// The verifier `config` describes; `None` when no key is configured.
@@ -84,6 +86,7 @@ pub async fn identify(state: &AppState, token: Option<&str>) -> Result<Identity,
         return Ok(Identity {
             principal: Principal::open(DEFAULT_TENANT),
             expires: None,
+            address: None,
         });
     };
     let Some(token) = token.filter(|t| !t.is_empty()) else {
@@ -107,7 +110,11 @@ pub async fn identify(state: &AppState, token: Option<&str>) -> Result<Identity,
             principal.tenant
         )));
     }
-    Ok(Identity { principal, expires })
+    Ok(Identity {
+        principal,
+        expires,
+        address: None,
+    })
 }
 
 /// The principal of an API key secret.
@@ -282,7 +289,10 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     // A WebSocket may send its token as a first AUTH frame instead.
     let is_ws = matches!(req.uri().path(), "/api/v1/ws" | "/api/ws");
     let identity = match identify(&state, token.as_deref()).await {
-        Ok(identity) => identity,
+        Ok(identity) => Identity {
+            address: address.map(|a| a.ip()),
+            ..identity
+        },
         Err(ApiError::Unauthorized(_)) if is_ws && token.is_none() => {
             return next.run(req).await;
         }

@@ -5,6 +5,7 @@ mod util;
 mod auth;
 mod health;
 mod history;
+mod limits;
 mod overlays;
 mod pages;
 mod pause;
