@@ -113,18 +113,24 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
         }
     };
     let state = AppState::new(config, store, log, verifier);
-    match state.store.list_streams(DEFAULT_TENANT).await {
-        Ok(streams) => {
-            for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
-                state.hub.hold(DEFAULT_TENANT, &s.name, s.held_after);
+    let tenants = state.tenants().await.unwrap_or_else(|e| {
+        warn!(error = %e, "cannot list tenants");
+        vec![DEFAULT_TENANT.to_owned()]
+    });
+    for tenant in &tenants {
+        match state.store.list_streams(tenant).await {
+            Ok(streams) => {
+                for s in streams.iter().filter(|s| s.state == StreamState::Paused) {
+                    state.hub.hold(tenant, &s.name, s.held_after);
+                }
             }
+            Err(e) => warn!(error = %e, tenant, "cannot read stream states"),
         }
-        Err(e) => warn!(error = %e, "cannot read stream states"),
-    }
-    // Loaded before the first request, so a restart never publishes a
-    // registered type unchecked; kept fresh by `registry::run`.
-    if let Err(e) = state.types.reload(&*state.store, DEFAULT_TENANT).await {
-        warn!(error = %e, "cannot read event types");
+        // Loaded before the first request, so a restart never publishes a
+        // registered type unchecked; kept fresh by `registry::run`.
+        if let Err(e) = state.types.reload(&*state.store, tenant).await {
+            warn!(error = %e, tenant, "cannot read event types");
+        }
     }
     if let Err(e) = state.overlays.rebuild(&state).await {
         warn!(error = %e, "cannot rebuild the overlay queues; they start empty");

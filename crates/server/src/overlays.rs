@@ -19,8 +19,8 @@ use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::log::LogError;
 use streambus_core::overlay::{Effect, Op, Queues, STREAM, Settings, status_frame};
 use streambus_core::store::{Appended, EventQuery};
+use streambus_core::time;
 use streambus_core::validate::{NewEvent, new_event_id};
-use streambus_core::{DEFAULT_TENANT, time};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -376,16 +376,21 @@ impl Overlays {
         decided: &mut Decisions,
     ) -> Result<u64, ApiError> {
         let head = state.log.head().await?;
-        let tenant = DEFAULT_TENANT;
-        let ops = read_all(state, tenant, from, head, |q| {
-            q.streams = Some(vec![STREAM.to_owned()]);
-        })
-        .await?;
-        let animated = read_all(state, tenant, from, head, |q| {
-            q.class = Some(EventClass::Animated);
-        })
-        .await?;
-        let mut records: Vec<Arc<Record>> = ops.into_iter().chain(animated).collect();
+        let mut records: Vec<Arc<Record>> = Vec::new();
+        for tenant in state.tenants().await? {
+            records.extend(
+                read_all(state, &tenant, from, head, |q| {
+                    q.streams = Some(vec![STREAM.to_owned()]);
+                })
+                .await?,
+            );
+            records.extend(
+                read_all(state, &tenant, from, head, |q| {
+                    q.class = Some(EventClass::Animated);
+                })
+                .await?,
+            );
+        }
         records.sort_by_key(|r| r.offset());
         records.dedup_by_key(|r| r.offset());
         debug!(

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use streambus_core::event_type::CompiledType;
-use streambus_core::{DEFAULT_TENANT, EventStore, StoreError};
+use streambus_core::{EventStore, StoreError};
 use tracing::{debug, warn};
 
 use crate::state::AppState;
@@ -129,8 +129,17 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = state.types.reload(&*state.store, DEFAULT_TENANT).await {
-                    warn!(error = %e, "cannot reload event types");
+                let tenants = match state.tenants().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        warn!(error = %e, "cannot list tenants");
+                        continue;
+                    }
+                };
+                for tenant in tenants {
+                    if let Err(e) = state.types.reload(&*state.store, &tenant).await {
+                        warn!(error = %e, tenant, "cannot reload event types");
+                    }
                 }
             }
         }

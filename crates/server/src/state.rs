@@ -85,6 +85,23 @@ impl AppState {
 }
 
 impl AppState {
+    /// Every tenant: `default` and those created by its admins.
+    ///
+    /// # Errors
+    /// When the store cannot list them.
+    pub async fn tenants(&self) -> Result<Vec<String>, streambus_core::StoreError> {
+        let mut names = vec![streambus_core::DEFAULT_TENANT.to_owned()];
+        names.extend(
+            self.store
+                .list_tenants()
+                .await?
+                .into_iter()
+                .map(|t| t.name)
+                .filter(|n| n != streambus_core::DEFAULT_TENANT),
+        );
+        Ok(names)
+    }
+
     /// Connections per stream on every node: this node's live counts plus the
     /// fresh reports of the others (cluster mode; see [`crate::sync`]).
     pub async fn client_counts(&self, tenant: &str) -> std::collections::HashMap<String, usize> {

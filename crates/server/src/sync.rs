@@ -33,14 +33,30 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = tick.tick() => {
-                if let Err(e) = pass(&state, DEFAULT_TENANT).await {
-                    warn!(error = %e, "cannot read stream states");
+                for tenant in tenants(&state).await {
+                    if let Err(e) = pass(&state, &tenant).await {
+                        warn!(error = %e, tenant, "cannot read stream states");
+                    }
                 }
             }
-            _ = presence.tick() => report(&state, DEFAULT_TENANT, false).await,
+            _ = presence.tick() => {
+                for tenant in tenants(&state).await {
+                    report(&state, &tenant, false).await;
+                }
+            }
         }
     }
-    report(&state, DEFAULT_TENANT, true).await;
+    for tenant in tenants(&state).await {
+        report(&state, &tenant, true).await;
+    }
+}
+
+/// Every tenant, or the default one when they cannot be listed.
+async fn tenants(state: &AppState) -> Vec<String> {
+    state.tenants().await.unwrap_or_else(|e| {
+        debug!(error = %e, "cannot list tenants");
+        vec![DEFAULT_TENANT.to_owned()]
+    })
 }
 
 /// Reports this node's connection counts (none when `leaving`).

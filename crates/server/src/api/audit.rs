@@ -2,7 +2,7 @@
 //! with filters and cursor pagination; admin only.
 
 use axum::extract::State;
-use axum::{Extension, Json, Router, routing::get};
+use axum::{Json, Router, routing::get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use streambus_core::audit::AuditQuery;
@@ -10,7 +10,7 @@ use streambus_core::time::parse_time_ms;
 
 use super::error::ApiError;
 use super::extract::AppQuery;
-use crate::auth::Identity;
+use crate::auth::Tenant;
 use crate::state::AppState;
 
 /// Default and largest page.
@@ -35,7 +35,7 @@ struct Params {
 
 async fn list(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Tenant(tenant): Tenant,
     AppQuery(p): AppQuery<Params>,
 ) -> Result<Json<Value>, ApiError> {
     let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
@@ -60,9 +60,6 @@ async fn list(
         cursor: p.cursor,
         limit,
     };
-    let (entries, next) = state
-        .store
-        .query_audit(&who.principal.tenant, &query)
-        .await?;
+    let (entries, next) = state.store.query_audit(&tenant, &query).await?;
     Ok(Json(json!({"data": entries, "next_cursor": next})))
 }

@@ -17,11 +17,11 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use streambus_core::store::EventQuery;
 use streambus_core::validate::PublishContext;
-use streambus_core::{DEFAULT_TENANT, EventClass, name, time};
+use streambus_core::{EventClass, name, time};
 
 use super::error::ApiError;
 use super::extract::{AppBody, AppQuery, correlation_id, json_body};
-use crate::auth::Identity;
+use crate::auth::{Identity, Tenant};
 use crate::publish::{Published, publish_one_or_hold, publish_or_hold, stored_json, validate_item};
 use crate::schedule::{self, held_json};
 use crate::state::AppState;
@@ -119,6 +119,7 @@ fn body_kind(headers: &HeaderMap, body: &[u8]) -> Result<BodyKind, ApiError> {
 
 async fn publish_events(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Extension(who): Extension<Identity>,
     headers: HeaderMap,
     AppBody(body): AppBody,
@@ -133,7 +134,7 @@ async fn publish_events(
         BodyKind::One => {
             let value = json_body(&body)?;
             let event = validate_item(&state, &who, value, body.len(), &ctx)?;
-            let published = publish_one_or_hold(&state, DEFAULT_TENANT, event).await?;
+            let published = publish_one_or_hold(&state, &tenant, event).await?;
             return Ok(published_response(&published));
         }
         BodyKind::Array => {
@@ -173,7 +174,7 @@ async fn publish_events(
         .into_iter()
         .map(|(value, len)| value.and_then(|v| validate_item(&state, &who, v, len, &ctx)))
         .collect();
-    let results = publish_or_hold(&state, DEFAULT_TENANT, validated).await?;
+    let results = publish_or_hold(&state, &tenant, validated).await?;
     let mut out = Vec::with_capacity(results.len() * 256);
     out.extend_from_slice(b"{\"results\":[");
     for (i, r) in results.iter().enumerate() {
@@ -301,10 +302,11 @@ impl ListParams {
 
 async fn list_events(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let query = params.into_query()?;
-    let page = state.log.read(DEFAULT_TENANT, &query).await?;
+    let page = state.log.read(&tenant, &query).await?;
     let mut out = Vec::with_capacity(page.records.len() * 300 + 64);
     out.extend_from_slice(b"{\"data\":[");
     for (i, r) in page.records.iter().enumerate() {
@@ -324,14 +326,15 @@ async fn list_events(
 
 async fn get_event(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    if let Some(r) = state.store.get(DEFAULT_TENANT, &id).await? {
+    if let Some(r) = state.store.get(&tenant, &id).await? {
         return Ok(json_response(StatusCode::OK, r.json.clone()));
     }
     // Not in the log (yet): it may be held until its `scheduled_at`.
-    match state.store.get_scheduled(DEFAULT_TENANT, &id).await? {
+    match state.store.get_scheduled(&tenant, &id).await? {
         Some(e) => Ok(json_response(StatusCode::OK, held_json(&e).to_string())),
         None => Err(ApiError::NotFound(format!("no event with id `{id}`"))),
     }
@@ -359,6 +362,7 @@ pub struct ScheduledParams {
 /// `{"data": [...]}`.
 async fn list_scheduled(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     AppQuery(params): AppQuery<ScheduledParams>,
 ) -> Result<Response, ApiError> {
     let limit = match params.limit.as_deref() {
@@ -371,7 +375,7 @@ async fn list_scheduled(
                 ApiError::bad_field("limit", format!("must be an integer from 1 to {MAX_PAGE}"))
             })?,
     };
-    let held = state.store.list_scheduled(DEFAULT_TENANT, limit).await?;
+    let held = state.store.list_scheduled(&tenant, limit).await?;
     let data: Vec<serde_json::Value> = held.iter().map(held_json).collect();
     Ok(json_response(
         StatusCode::OK,
@@ -382,10 +386,11 @@ async fn list_scheduled(
 /// `GET /events/scheduled/{id}`: one held event.
 async fn get_scheduled(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    match state.store.get_scheduled(DEFAULT_TENANT, &id).await? {
+    match state.store.get_scheduled(&tenant, &id).await? {
         Some(e) => Ok(json_response(StatusCode::OK, held_json(&e).to_string())),
         None => Err(not_held(&id)),
     }
@@ -395,10 +400,11 @@ async fn get_scheduled(
 /// never be delivered.
 async fn cancel_scheduled(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     check_id(&id)?;
-    match schedule::cancel(&state, DEFAULT_TENANT, &id).await? {
+    match schedule::cancel(&state, &tenant, &id).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT),
         None => Err(not_held(&id)),
     }

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use streambus_core::auth::Role;
@@ -15,7 +15,7 @@ use streambus_core::{time, wire};
 
 use super::error::ApiError;
 use super::extract::{AppBody, json_body};
-use crate::auth::Identity;
+use crate::auth::Tenant;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -38,7 +38,7 @@ struct NewKey {
 
 async fn create(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Tenant(tenant): Tenant,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let new: NewKey =
@@ -59,7 +59,7 @@ async fn create(
     }
     let key = ApiKey {
         id: keys::new_key_id(),
-        tenant: who.principal.tenant.clone(),
+        tenant: tenant.clone(),
         name: new.name,
         role: new.role,
         publish: new.publish,
@@ -80,20 +80,20 @@ async fn create(
 
 async fn list(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Tenant(tenant): Tenant,
 ) -> Result<Json<Value>, ApiError> {
-    let keys = state.store.list_api_keys(&who.principal.tenant).await?;
+    let keys = state.store.list_api_keys(&tenant).await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
 async fn revoke(
     State(state): State<AppState>,
-    Extension(who): Extension<Identity>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if state
         .store
-        .revoke_api_key(&who.principal.tenant, &id, time::now_ms())
+        .revoke_api_key(&tenant, &id, time::now_ms())
         .await?
     {
         Ok(StatusCode::NO_CONTENT.into_response())

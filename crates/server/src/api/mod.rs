@@ -18,6 +18,7 @@ pub mod sse;
 pub mod streams;
 pub mod subscriptions;
 pub mod templates;
+pub mod tenants;
 pub mod types;
 pub mod ws;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(overlays::router())
         .merge(keys::router())
         .merge(audit::router())
+        .merge(tenants::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

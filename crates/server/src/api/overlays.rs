@@ -21,11 +21,12 @@ use serde_json::{Value, json};
 use streambus_core::event::{EventClass, Status};
 use streambus_core::lifecycle::transition_error;
 use streambus_core::overlay::{Action, Op, SettingsPatch};
-use streambus_core::{DEFAULT_TENANT, Record, consumer, time};
+use streambus_core::{Record, consumer, time};
 
 use super::error::ApiError;
 use super::events::json_response;
 use super::extract::{AppBody, AppQuery};
+use crate::auth::Tenant;
 use crate::overlays::publish_op;
 use crate::state::AppState;
 use crate::sync::OVERLAY_PREFIX;
@@ -100,19 +101,20 @@ fn check_overlay_id(overlay: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn list(State(state): State<AppState>) -> Json<Value> {
-    let remote = remote_counts(&state, DEFAULT_TENANT).await;
+async fn list(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<Value> {
+    let remote = remote_counts(&state, &tenant).await;
     let overlays = state
         .overlays
-        .list(DEFAULT_TENANT, |id| remote.get(id).copied().unwrap_or(0));
+        .list(&tenant, |id| remote.get(id).copied().unwrap_or(0));
     Json(json!({ "overlays": overlays }))
 }
 
 async fn one(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(overlay): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(overlay_view(&state, DEFAULT_TENANT, &overlay).await?))
+    Ok(Json(overlay_view(&state, &tenant, &overlay).await?))
 }
 
 /// Publishes `op` and waits until this node has folded it.
@@ -180,6 +182,7 @@ struct ClearBody {
 
 async fn post_action(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path((overlay, action)): Path<(String, String)>,
     AppBody(body): AppBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -193,7 +196,7 @@ async fn post_action(
         return Err(ApiError::bad_field("type", "only `clear` takes a type"));
     }
     Ok(Json(
-        control(&state, DEFAULT_TENANT, &overlay, action, clear.r#type).await?,
+        control(&state, &tenant, &overlay, action, clear.r#type).await?,
     ))
 }
 
@@ -217,6 +220,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 
 async fn put_settings(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(overlay): Path<String>,
     AppBody(body): AppBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -231,14 +235,14 @@ async fn put_settings(
     })?;
     apply(
         &state,
-        DEFAULT_TENANT,
+        &tenant,
         Op::Settings {
             overlay: overlay.clone(),
             settings,
         },
     )
     .await?;
-    Ok(Json(overlay_view(&state, DEFAULT_TENANT, &overlay).await?))
+    Ok(Json(overlay_view(&state, &tenant, &overlay).await?))
 }
 
 #[derive(Deserialize, Default)]
@@ -266,22 +270,24 @@ fn target(query: TargetQuery, body: &[u8]) -> Result<Option<String>, ApiError> {
 
 async fn cancel_route(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
     AppQuery(query): AppQuery<TargetQuery>,
     AppBody(body): AppBody,
 ) -> Result<Json<Value>, ApiError> {
     let target = target(query, &body)?;
-    Ok(Json(cancel(&state, DEFAULT_TENANT, &id, target).await?))
+    Ok(Json(cancel(&state, &tenant, &id, target).await?))
 }
 
 async fn replay_route(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
     AppQuery(query): AppQuery<TargetQuery>,
     AppBody(body): AppBody,
 ) -> Result<Json<Value>, ApiError> {
     let target = target(query, &body)?;
-    Ok(Json(replay(&state, DEFAULT_TENANT, &id, target).await?))
+    Ok(Json(replay(&state, &tenant, &id, target).await?))
 }
 
 /// The stored event, once this node's queues have seen it.
@@ -490,21 +496,19 @@ pub async fn replay(
 
 async fn event_overlays(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let rows = state
-        .store
-        .animation_status_by_event(DEFAULT_TENANT, &id)
-        .await?;
-    if rows.is_empty() && state.store.get(DEFAULT_TENANT, &id).await?.is_none() {
+    let rows = state.store.animation_status_by_event(&tenant, &id).await?;
+    if rows.is_empty() && state.store.get(&tenant, &id).await?.is_none() {
         return Err(ApiError::NotFound(format!("no event `{id}`")));
     }
     let body = json!({"event_id": id, "overlays": rows});
     Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
-async fn analytics(State(state): State<AppState>) -> Json<Value> {
-    let overlays: Vec<Value> = state.overlays.read(DEFAULT_TENANT, |q| {
+async fn analytics(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<Value> {
+    let overlays: Vec<Value> = state.overlays.read(&tenant, |q| {
         q.overlays()
             .map(|o| json!({"overlay_id": o.id, "plays": o.counts}))
             .collect()

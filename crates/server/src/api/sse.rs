@@ -21,13 +21,13 @@ use serde::Deserialize;
 use std::pin::Pin;
 use streambus_core::filter::Glob;
 use streambus_core::wire::{MAX_REWIND, offset_value};
-use streambus_core::{DEFAULT_TENANT, EventClass, Filter, name};
+use streambus_core::{EventClass, Filter, name};
 
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::error::ApiError;
 use super::extract::AppQuery;
-use crate::auth::Identity;
+use crate::auth::{Identity, Tenant};
 use crate::limits::ConnectionGuard;
 use crate::state::AppState;
 use crate::subscription::{StartAt, Subscription};
@@ -62,6 +62,7 @@ fn csv(s: &Option<String>) -> impl Iterator<Item = &str> {
 
 async fn stream_events(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Extension(who): Extension<Identity>,
     Path(stream): Path<String>,
     headers: HeaderMap,
@@ -129,7 +130,7 @@ async fn stream_events(
         ),
     };
     let (sub, started) =
-        Subscription::start(&state, DEFAULT_TENANT, filter, StartAt { since, rewind }).await?;
+        Subscription::start(&state, &tenant, filter, StartAt { since, rewind }).await?;
 
     let first = Bytes::from(format!(
         ": recovered={} offset={}{}\nretry: {RETRY_MS}\n\n",

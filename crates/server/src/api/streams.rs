@@ -14,11 +14,11 @@ use axum::{Extension, Router};
 use serde_json::{Value, json};
 use streambus_core::store::{StreamInfo, StreamState};
 use streambus_core::validate::PublishContext;
-use streambus_core::{DEFAULT_TENANT, name, time};
+use streambus_core::{name, time};
 
 use super::error::ApiError;
 use super::extract::{AppBody, correlation_id, json_body};
-use crate::auth::Identity;
+use crate::auth::{Identity, Tenant};
 use crate::publish::{ItemResult, publish_batch, validate_item};
 use crate::state::AppState;
 
@@ -40,6 +40,7 @@ fn envelope(message: String, data: Option<Value>) -> Response {
 
 async fn broadcast(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Extension(who): Extension<Identity>,
     headers: axum::http::HeaderMap,
     AppBody(body): AppBody,
@@ -66,7 +67,7 @@ async fn broadcast(
                     "cannot be given when broadcasting to every stream",
                 ));
             }
-            known_streams(&state).await?
+            known_streams(&state, &tenant).await?
         }
     };
     let correlation = correlation_id(&headers);
@@ -90,7 +91,7 @@ async fn broadcast(
             .find_map(Result::err)
             .expect("first item is an error"));
     }
-    let results = publish_batch(&state, DEFAULT_TENANT, items).await?;
+    let results = publish_batch(&state, &tenant, items).await?;
     let events: Vec<Value> = results
         .iter()
         .filter_map(|r| match r {
@@ -109,16 +110,17 @@ async fn broadcast(
 }
 
 /// Streams stored, with a generator, or with clients.
-async fn known_streams(state: &AppState) -> Result<Vec<String>, ApiError> {
-    let stored = state.store.list_streams(DEFAULT_TENANT).await?;
-    let clients = state.client_counts(DEFAULT_TENANT).await;
-    Ok(stream_names(state, &stored, &clients))
+async fn known_streams(state: &AppState, tenant: &str) -> Result<Vec<String>, ApiError> {
+    let stored = state.store.list_streams(tenant).await?;
+    let clients = state.client_counts(tenant).await;
+    Ok(stream_names(state, tenant, &stored, &clients))
 }
 
 /// The union of stored streams, streams with a generator and streams with
 /// clients (`default` when there is none), sorted.
 fn stream_names(
     state: &AppState,
+    tenant: &str,
     stored: &[StreamInfo],
     clients: &std::collections::HashMap<String, usize>,
 ) -> Vec<String> {
@@ -128,7 +130,7 @@ fn stream_names(
         .filter(|s| !s.name.starts_with('_'))
         .map(|s| s.name.clone())
         .collect();
-    names.extend(state.generators.streams(DEFAULT_TENANT));
+    names.extend(state.generators.streams(tenant));
     names.extend(clients.keys().filter(|s| name::is_stream_name(s)).cloned());
     names.sort();
     names.dedup();
@@ -138,11 +140,14 @@ fn stream_names(
     names
 }
 
-async fn list_streams(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let stored = state.store.list_streams(DEFAULT_TENANT).await?;
-    let clients = state.client_counts(DEFAULT_TENANT).await;
+async fn list_streams(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Response, ApiError> {
+    let stored = state.store.list_streams(&tenant).await?;
+    let clients = state.client_counts(&tenant).await;
     let mut data = BTreeMap::new();
-    for name in stream_names(&state, &stored, &clients) {
+    for name in stream_names(&state, &tenant, &stored, &clients) {
         let info = stored.iter().find(|s| s.name == name);
         let st = info.map_or(StreamState::Active, |s| s.state);
         data.insert(
@@ -151,7 +156,7 @@ async fn list_streams(State(state): State<AppState>) -> Result<Response, ApiErro
                 "clients": clients.get(&name).copied().unwrap_or(0),
                 "active": st != StreamState::Stopped,
                 "state": st.as_str(),
-                "generator": state.generators.state(DEFAULT_TENANT, &name),
+                "generator": state.generators.state(&tenant, &name),
                 "last_offset": info.map_or(0, |s| s.last_offset),
                 "events": info.map_or(0, |s| s.events),
             }),
@@ -164,6 +169,7 @@ async fn list_streams(State(state): State<AppState>) -> Result<Response, ApiErro
 
 async fn control(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path((stream, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     if !name::is_stream_name(&stream) {
@@ -172,7 +178,7 @@ async fn control(
             "must match [a-z0-9][a-z0-9._-]{0,127}",
         ));
     }
-    let t = DEFAULT_TENANT;
+    let t = &tenant;
     let message = match action.as_str() {
         "start" => {
             state

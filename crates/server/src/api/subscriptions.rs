@@ -15,11 +15,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
-use streambus_core::{DEFAULT_TENANT, consumer};
+use streambus_core::consumer;
 
 use super::error::ApiError;
 use super::events::json_response;
 use super::extract::{AppBody, json_body};
+use crate::auth::Tenant;
 use crate::overlays::publish_op;
 use crate::state::AppState;
 use streambus_core::overlay::Op;
@@ -55,14 +56,11 @@ fn with_id(overlay_id: &str, mut filter: Value) -> Response {
 
 async fn get_subscription(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(overlay_id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_overlay(&overlay_id)?;
-    match state
-        .store
-        .get_subscription(DEFAULT_TENANT, &overlay_id)
-        .await?
-    {
+    match state.store.get_subscription(&tenant, &overlay_id).await? {
         Some(filter) => Ok(with_id(&overlay_id, filter)),
         None => Err(not_found(&overlay_id)),
     }
@@ -71,6 +69,7 @@ async fn get_subscription(
 /// Stores (creating or replacing) the overlay's filter → 200.
 async fn put_subscription(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(overlay_id): Path<String>,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
@@ -94,23 +93,24 @@ async fn put_subscription(
     let canonical = consumer::filter_to_json(&filter);
     state
         .store
-        .put_subscription(DEFAULT_TENANT, &overlay_id, &canonical)
+        .put_subscription(&tenant, &overlay_id, &canonical)
         .await?;
-    subscription_changed(&state, &overlay_id, canonical.clone()).await?;
+    subscription_changed(&state, &tenant, &overlay_id, canonical.clone()).await?;
     Ok(with_id(&overlay_id, canonical))
 }
 
 async fn delete_subscription(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(overlay_id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_overlay(&overlay_id)?;
     if state
         .store
-        .delete_subscription(DEFAULT_TENANT, &overlay_id)
+        .delete_subscription(&tenant, &overlay_id)
         .await?
     {
-        subscription_changed(&state, &overlay_id, serde_json::json!({})).await?;
+        subscription_changed(&state, &tenant, &overlay_id, serde_json::json!({})).await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found(&overlay_id))
@@ -120,6 +120,7 @@ async fn delete_subscription(
 /// Tells the overlay's queue which animated events it gets from now on.
 async fn subscription_changed(
     state: &AppState,
+    tenant: &str,
     overlay_id: &str,
     filter: Value,
 ) -> Result<(), ApiError> {
@@ -127,7 +128,7 @@ async fn subscription_changed(
         overlay: overlay_id.to_owned(),
         filter,
     };
-    publish_op(state, DEFAULT_TENANT, op).await.map(drop)
+    publish_op(state, tenant, op).await.map(drop)
 }
 
 fn not_found(overlay_id: &str) -> ApiError {

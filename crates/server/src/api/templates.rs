@@ -13,16 +13,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde_json::{Map, Value, json};
+use streambus_core::name;
 use streambus_core::template::Template;
 use streambus_core::validate::{PublishContext, ValidationError};
-use streambus_core::{DEFAULT_TENANT, name};
 
 use super::error::ApiError;
 use super::events::json_response;
 use super::events::published_response;
 use super::extract::{AppBody, correlation_id, json_body};
 use super::types::created_at;
-use crate::auth::Identity;
+use crate::auth::{Identity, Tenant};
 use crate::publish::{publish_one_or_hold, validate_item};
 use crate::state::AppState;
 
@@ -52,8 +52,11 @@ fn to_json(t: &Template) -> Result<Value, ApiError> {
     serde_json::to_value(t).map_err(|e| ApiError::Internal(e.into()))
 }
 
-async fn list_templates(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let all = state.store.list_templates(DEFAULT_TENANT).await?;
+async fn list_templates(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Response, ApiError> {
+    let all = state.store.list_templates(&tenant).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "data": all }).to_string(),
@@ -63,10 +66,11 @@ async fn list_templates(State(state): State<AppState>) -> Result<Response, ApiEr
 /// Creates (201) or replaces (200) the template named in the body.
 async fn put_template(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let template = Template::from_json(json_body(&body)?)?;
-    let created = state.store.put_template(DEFAULT_TENANT, &template).await?;
+    let created = state.store.put_template(&tenant, &template).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -78,10 +82,11 @@ async fn put_template(
 
 async fn get_template(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(template_name): Path<String>,
 ) -> Result<Response, ApiError> {
     check_name(&template_name)?;
-    let template = find(&state, &template_name).await?;
+    let template = find(&state, &tenant, &template_name).await?;
     Ok(json_response(
         StatusCode::OK,
         to_json(&template)?.to_string(),
@@ -90,14 +95,11 @@ async fn get_template(
 
 async fn delete_template(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(template_name): Path<String>,
 ) -> Result<Response, ApiError> {
     check_name(&template_name)?;
-    if state
-        .store
-        .delete_template(DEFAULT_TENANT, &template_name)
-        .await?
-    {
+    if state.store.delete_template(&tenant, &template_name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(not_found(&template_name))
@@ -108,6 +110,7 @@ async fn delete_template(
 /// when its `id` was already stored).
 async fn fire_template(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Extension(who): Extension<Identity>,
     Path(template_name): Path<String>,
     headers: HeaderMap,
@@ -120,7 +123,7 @@ async fn fire_template(
     } else {
         json_body(&body)?
     };
-    let template = find(&state, &template_name).await?;
+    let template = find(&state, &tenant, &template_name).await?;
     let Value::Object(mut overrides) = request else {
         return Err(ValidationError::new("", "the body must be a JSON object").into());
     };
@@ -139,14 +142,14 @@ async fn fire_template(
     };
     let len = event.to_string().len();
     let new = validate_item(&state, &who, event, len, &ctx)?;
-    let published = publish_one_or_hold(&state, DEFAULT_TENANT, new).await?;
+    let published = publish_one_or_hold(&state, &tenant, new).await?;
     Ok(published_response(&published))
 }
 
-async fn find(state: &AppState, template_name: &str) -> Result<Template, ApiError> {
+async fn find(state: &AppState, tenant: &str, template_name: &str) -> Result<Template, ApiError> {
     state
         .store
-        .get_template(DEFAULT_TENANT, template_name)
+        .get_template(tenant, template_name)
         .await?
         .ok_or_else(|| not_found(template_name))
 }

@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use streambus_core::event_type::{CompiledType, EventTypeDef};
-use streambus_core::{DEFAULT_TENANT, name};
+use streambus_core::name;
 
 use super::error::ApiError;
 use super::events::json_response;
 use super::extract::{AppBody, json_body};
+use crate::auth::Tenant;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -50,8 +51,11 @@ fn check_name(n: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn list_types(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let defs = state.store.list_event_types(DEFAULT_TENANT).await?;
+async fn list_types(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+) -> Result<Response, ApiError> {
+    let defs = state.store.list_event_types(&tenant).await?;
     Ok(json_response(
         StatusCode::OK,
         json!({ "data": defs }).to_string(),
@@ -61,17 +65,15 @@ async fn list_types(State(state): State<AppState>) -> Result<Response, ApiError>
 /// Creates (201) or replaces (200) the type named in the body.
 async fn put_type(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     AppBody(body): AppBody,
 ) -> Result<Response, ApiError> {
     let def = EventTypeDef::from_json(json_body(&body)?)?;
     let compiled = Arc::new(CompiledType::new(def)?);
-    let created = state
-        .store
-        .put_event_type(DEFAULT_TENANT, &compiled.def)
-        .await?;
+    let created = state.store.put_event_type(&tenant, &compiled.def).await?;
     let out = serde_json::to_value(&compiled.def).map_err(|e| ApiError::Internal(e.into()))?;
     let location = format!("/api/v1/event-types/{}", compiled.def.name);
-    state.types.insert(DEFAULT_TENANT, compiled);
+    state.types.insert(&tenant, compiled);
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -82,14 +84,11 @@ async fn put_type(
 
 async fn get_type(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(type_name): Path<String>,
 ) -> Result<Response, ApiError> {
     check_name(&type_name)?;
-    match state
-        .store
-        .get_event_type(DEFAULT_TENANT, &type_name)
-        .await?
-    {
+    match state.store.get_event_type(&tenant, &type_name).await? {
         Some(def) => Ok(json_response(
             StatusCode::OK,
             serde_json::to_string(&def).map_err(|e| ApiError::Internal(e.into()))?,
@@ -102,14 +101,12 @@ async fn get_type(
 
 async fn delete_type(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(type_name): Path<String>,
 ) -> Result<Response, ApiError> {
     check_name(&type_name)?;
-    let existed = state
-        .store
-        .delete_event_type(DEFAULT_TENANT, &type_name)
-        .await?;
-    state.types.remove(DEFAULT_TENANT, &type_name);
+    let existed = state.store.delete_event_type(&tenant, &type_name).await?;
+    state.types.remove(&tenant, &type_name);
     if existed {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {

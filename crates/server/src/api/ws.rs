@@ -71,6 +71,13 @@ impl Conn {
         (self.who.clone(), self.peer)
     }
 
+    /// The tenant it acts in.
+    fn tenant(&self) -> &str {
+        self.who
+            .as_ref()
+            .map_or(DEFAULT_TENANT, |w| w.principal.tenant.as_str())
+    }
+
     /// Checks `action` for this connection.
     fn allow(&self, action: Action<'_>) -> Result<&Principal, ServerMessage> {
         let who = self.who.as_ref().ok_or_else(unidentified)?;
@@ -276,6 +283,7 @@ async fn handle_text(
     conn: &mut Conn,
     inflight: &mut FuturesOrdered<Reply>,
 ) -> Option<ServerMessage> {
+    let tenant = conn.tenant().to_owned();
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => return Some(ServerMessage::from_wire_error(e, None)),
@@ -308,7 +316,7 @@ async fn handle_text(
                 ..Default::default()
             };
             // The shared publish path: event-type defaults and schemas apply.
-            let event = match prepare(state, DEFAULT_TENANT, event, &ctx) {
+            let event = match prepare(state, &tenant, event, &ctx) {
                 Ok(e) => match conn.allow(Action::Publish(&e.event.stream_id)) {
                     Ok(_) => {
                         let rate = conn.who.as_ref().map(|w| state.limiter.publish(w));
@@ -338,26 +346,24 @@ async fn handle_text(
             };
             let state = state.clone();
             inflight.push_back(Box::pin(async move {
-                Some(
-                    match publish_one_or_hold(&state, DEFAULT_TENANT, event).await {
-                        Ok(Published::Stored(a)) => ServerMessage::Ack {
-                            id: a.record.event.id.clone(),
-                            offset: a.record.offset(),
-                            duplicate: a.duplicate,
-                            scheduled: false,
-                            reference,
-                        },
-                        // Held until its `scheduled_at`: it gets its offset then.
-                        Ok(Published::Held(e)) => ServerMessage::Ack {
-                            id: e.id,
-                            offset: 0,
-                            duplicate: false,
-                            scheduled: true,
-                            reference,
-                        },
-                        Err(e) => api_error(&e, reference),
+                Some(match publish_one_or_hold(&state, &tenant, event).await {
+                    Ok(Published::Stored(a)) => ServerMessage::Ack {
+                        id: a.record.event.id.clone(),
+                        offset: a.record.offset(),
+                        duplicate: a.duplicate,
+                        scheduled: false,
+                        reference,
                     },
-                )
+                    // Held until its `scheduled_at`: it gets its offset then.
+                    Ok(Published::Held(e)) => ServerMessage::Ack {
+                        id: e.id,
+                        offset: 0,
+                        duplicate: false,
+                        scheduled: true,
+                        reference,
+                    },
+                    Err(e) => api_error(&e, reference),
+                })
             }));
             None
         }
@@ -385,7 +391,7 @@ async fn handle_text(
                 status,
                 reason,
             };
-            push_op(state, inflight, op, reference);
+            push_op(state, tenant, inflight, op, reference);
             None
         }
         ClientMessage::Visibility { visible } => {
@@ -395,6 +401,7 @@ async fn handle_text(
             };
             push_op(
                 state,
+                tenant,
                 inflight,
                 Op::Visibility {
                     overlay: own,
@@ -414,9 +421,9 @@ async fn handle_text(
             let audit = conn.audit_as();
             inflight.push_back(Box::pin(async move {
                 let done = if replay {
-                    overlays::replay(&state, DEFAULT_TENANT, &event_id, target_overlay).await
+                    overlays::replay(&state, &tenant, &event_id, target_overlay).await
                 } else {
-                    overlays::cancel(&state, DEFAULT_TENANT, &event_id, target_overlay).await
+                    overlays::cancel(&state, &tenant, &event_id, target_overlay).await
                 };
                 let action = if replay {
                     "event.replay"
@@ -445,8 +452,7 @@ async fn handle_text(
             let state = state.clone();
             let audit = conn.audit_as();
             inflight.push_back(Box::pin(async move {
-                let done =
-                    overlays::control(&state, DEFAULT_TENANT, &overlay, action, event_type).await;
+                let done = overlays::control(&state, &tenant, &overlay, action, event_type).await;
                 let name = format!("overlay.{}", action.as_str());
                 audit_frame(&state, audit, &name, &overlay, &done).await;
                 Some(match done {
@@ -572,13 +578,14 @@ fn own_overlay(conn: &Conn, named: Option<&str>) -> Result<String, String> {
 /// Publishes a queue input; only a failure is answered.
 fn push_op(
     state: &AppState,
+    tenant: String,
     inflight: &mut FuturesOrdered<Reply>,
     op: Op,
     reference: Option<String>,
 ) {
     let state = state.clone();
     inflight.push_back(Box::pin(async move {
-        publish_op(&state, DEFAULT_TENANT, op)
+        publish_op(&state, &tenant, op)
             .await
             .err()
             .map(|e| api_error(&e, reference))
@@ -592,6 +599,7 @@ async fn subscribe(
     req: Subscribe,
     conn: &mut Conn,
 ) -> Result<ServerMessage, ServerMessage> {
+    let tenant = conn.tenant().to_owned();
     let at = StartAt {
         since: req.since,
         rewind: req.rewind,
@@ -601,12 +609,12 @@ async fn subscribe(
         && !req.filter_given
     {
         // An overlay that names no filter gets its stored subscription.
-        filter = stored_filter(state, overlay)
+        filter = stored_filter(state, &tenant, overlay)
             .await
             .map_err(|e| api_error(&e, None))?;
     }
     let queue_filter = consumer::filter_to_json(&filter);
-    let (sub, started) = Subscription::start(state, DEFAULT_TENANT, filter, at)
+    let (sub, started) = Subscription::start(state, &tenant, filter, at)
         .await
         .map_err(|e| api_error(&ApiError::from(e), None))?;
     if let Some(overlay) = req.overlay_id {
@@ -615,15 +623,15 @@ async fn subscribe(
             filter: Some(queue_filter),
         };
         let attached = async {
-            let appended = publish_op(state, DEFAULT_TENANT, op).await?;
+            let appended = publish_op(state, &tenant, op).await?;
             state.overlays.wait_folded(appended.record.offset()).await
         };
         attached.await.map_err(|e| api_error(&e, None))?;
         // The attachment starts with what plays now.
-        conn.overlay = Some(state.overlays.attach(DEFAULT_TENANT, &overlay));
+        conn.overlay = Some(state.overlays.attach(&tenant, &overlay));
     }
     if req.overlay_updates {
-        conn.updates = Some(state.overlays.admin_updates(DEFAULT_TENANT));
+        conn.updates = Some(state.overlays.admin_updates(&tenant));
     }
     conn.sub = Some(sub);
     Ok(ServerMessage::Subscribed {
@@ -635,12 +643,8 @@ async fn subscribe(
 
 /// An overlay's stored subscription (`PUT /subscriptions/{overlay_id}`), or
 /// everything when it has none; `system` events hidden as for any overlay.
-async fn stored_filter(state: &AppState, overlay: &str) -> Result<Filter, ApiError> {
-    let mut filter = match state
-        .store
-        .get_subscription(DEFAULT_TENANT, overlay)
-        .await?
-    {
+async fn stored_filter(state: &AppState, tenant: &str, overlay: &str) -> Result<Filter, ApiError> {
+    let mut filter = match state.store.get_subscription(tenant, overlay).await? {
         Some(stored) => consumer::filter_from_json(stored).map_err(|e| {
             ApiError::Internal(format!("stored subscription of `{overlay}`: {e}").into())
         })?,

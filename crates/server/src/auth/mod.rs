@@ -17,8 +17,9 @@
 //! is the local admin of the default tenant; the server then listens only on
 //! loopback unless told otherwise (`config::AuthConfig`).
 //!
-//! One tenant, `default`, is served: a token for another tenant is refused
-//! with `403` until tenants can be created.
+//! Every identity names its tenant; handlers act in it ([`Tenant`]). The
+//! tenant `default` always exists and its admins manage the others
+//! (`api::tenants`); a token for a tenant that does not exist is `403`.
 
 pub mod jwt;
 
@@ -46,6 +47,25 @@ pub struct Identity {
     pub expires: Option<u64>,
     /// The client's address, when known (for per-address limits).
     pub address: Option<std::net::IpAddr>,
+}
+
+/// The tenant a request acts in: its identity's (the default tenant for the
+/// public routes, which have none).
+#[derive(Debug, Clone)]
+pub struct Tenant(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Tenant {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<Identity>().map_or_else(
+            || DEFAULT_TENANT.to_owned(),
+            |i| i.principal.tenant.clone(),
+        )))
+    }
 }
 
 /// The verifier `config` describes; `None` when no key is configured.
@@ -104,9 +124,11 @@ pub async fn identify(state: &AppState, token: Option<&str>) -> Result<Identity,
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
         (p, Some(exp.saturating_add(state.config.auth.leeway_secs)))
     };
-    if principal.tenant != DEFAULT_TENANT {
+    if principal.tenant != DEFAULT_TENANT
+        && state.store.get_tenant(&principal.tenant).await?.is_none()
+    {
         return Err(ApiError::Forbidden(format!(
-            "tenant `{}` is not served here; only `{DEFAULT_TENANT}` is",
+            "tenant `{}` does not exist",
             principal.tenant
         )));
     }
@@ -241,7 +263,7 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
         (false, ["events", _, "cancel" | "replay"] | ["events", "scheduled", _]) => Need::Control,
         (_, ["overlays", ..] | ["analytics", ..]) => Need::Control,
         (false, ["event-templates", _, "fire"]) => Need::Publish,
-        (_, ["keys", ..] | ["audit"]) => Need::Administer,
+        (_, ["keys", ..] | ["audit"] | ["tenants", ..]) => Need::Administer,
         (true, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Identified,
         (false, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Administer,
         _ => Need::Identified,

@@ -18,5 +18,6 @@ mod smoke;
 mod sse;
 mod subscriptions;
 mod templates;
+mod tenants;
 mod types;
 mod ws;
