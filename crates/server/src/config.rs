@@ -70,6 +70,9 @@ pub struct ServerConfig {
     pub heartbeat_secs: u64,
     /// Shutdown drain time, seconds.
     pub shutdown_grace_secs: u64,
+    /// Origins browsers may call the API from (`*` for any); empty: any
+    /// without authentication, the page's own origin only with it.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[storage]`.
@@ -350,6 +353,11 @@ impl Config {
         }
         if self.storage.batch_max == 0 || self.server.heartbeat_secs == 0 {
             return bad("storage.batch_max and server.heartbeat_secs must be positive");
+        }
+        for o in &self.server.cors_origins {
+            if o != "*" && axum::http::HeaderValue::from_str(o).is_err() {
+                return bad("server.cors_origins must hold origins such as https://admin.example");
+            }
         }
         let a = &self.auth;
         if !a.hs256_secret.is_empty() && a.hs256_secret.len() < 32 {

@@ -25,7 +25,7 @@ pub mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
@@ -47,7 +47,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));
     let cors = CorsLayer::new()
-        .allow_origin(Any)
+        .allow_origin(cors_origins(&state))
         .allow_methods(Any)
         .allow_headers(Any)
         .expose_headers([axum::http::HeaderName::from_static("streambus-recovered")]);
@@ -66,6 +66,26 @@ pub fn router(state: AppState) -> Router {
         .layer(cors)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Which origins may call the API from a browser (`server.cors_origins`).
+pub fn cors_origins(state: &AppState) -> AllowOrigin {
+    let origins = &state.config.server.cors_origins;
+    if origins.iter().any(|o| o == "*") || (origins.is_empty() && state.verifier.is_none()) {
+        return AllowOrigin::any();
+    }
+    AllowOrigin::list(
+        origins
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok()),
+    )
+}
+
+/// True when any origin may call the API (the seed 004 SSE headers are then
+/// sent as the seed shows them).
+pub fn any_origin(state: &AppState) -> bool {
+    let origins = &state.config.server.cors_origins;
+    origins.iter().any(|o| o == "*") || (origins.is_empty() && state.verifier.is_none())
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

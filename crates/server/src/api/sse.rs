@@ -161,18 +161,22 @@ async fn stream_events(
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Cache-Control, Last-Event-ID"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("streambus-recovered"),
-    );
+    // The seed's permissive headers, when any origin may call (the CORS
+    // layer answers for the configured origins otherwise).
+    if super::any_origin(&state) {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Cache-Control, Last-Event-ID"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("streambus-recovered"),
+        );
+    }
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     h.insert(
         "streambus-recovered",

@@ -679,3 +679,57 @@ async fn changes_are_audited_with_who_what_where_and_outcome() {
         400
     );
 }
+
+#[tokio::test]
+async fn cors_origins_are_configurable_and_closed_by_default_with_authentication() {
+    let acao = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let get = |server: &TestServer, origin: &str| {
+        http()
+            .get(server.url("/api/v1/events/streams"))
+            .header("Origin", origin)
+            .bearer_auth(token(Role::Admin))
+            .send()
+    };
+    // With authentication and no list: same origin only.
+    let server = secured().await;
+    let r = get(&server, "https://evil.example").await.expect("get");
+    assert_eq!(acao(&r), None);
+    let sse = http()
+        .get(server.url(&format!(
+            "/api/v1/events/stream/scores?token={}",
+            token(Role::Admin)
+        )))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(
+        acao(&sse),
+        None,
+        "no permissive SSE header with authentication"
+    );
+    // A configured list: those origins only.
+    let server = TestServer::start_with(|c| {
+        c.auth.hs256_secret = SECRET.into();
+        c.server.cors_origins = vec!["https://admin.example".into()];
+    })
+    .await;
+    let r = get(&server, "https://admin.example").await.expect("get");
+    assert_eq!(acao(&r).as_deref(), Some("https://admin.example"));
+    let r = get(&server, "https://evil.example").await.expect("get");
+    assert_eq!(acao(&r), None);
+    // Without authentication: any origin, as the seed's SSE clients expect.
+    let open = TestServer::start().await;
+    let r = http()
+        .get(open.url("/api/v1/events/streams"))
+        .header("Origin", "https://x.example")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(acao(&r).as_deref(), Some("*"));
+}
