@@ -85,20 +85,22 @@ impl AppState {
 }
 
 impl AppState {
-    /// Every tenant: `default` and those created by its admins.
+    /// Every tenant: `default` and those created by its admins. Also keeps
+    /// this node's per-tenant limits in step with the records.
     ///
     /// # Errors
     /// When the store cannot list them.
     pub async fn tenants(&self) -> Result<Vec<String>, streambus_core::StoreError> {
         let mut names = vec![streambus_core::DEFAULT_TENANT.to_owned()];
-        names.extend(
-            self.store
-                .list_tenants()
-                .await?
-                .into_iter()
-                .map(|t| t.name)
-                .filter(|n| n != streambus_core::DEFAULT_TENANT),
-        );
+        for t in self.store.list_tenants().await? {
+            if t.name == streambus_core::DEFAULT_TENANT {
+                continue;
+            }
+            if let Err(e) = self.limiter.set_tenant(&t.name, &t.limits) {
+                tracing::warn!(tenant = %t.name, error = %e, "tenant limits ignored");
+            }
+            names.push(t.name);
+        }
         Ok(names)
     }
 

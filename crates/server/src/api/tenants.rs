@@ -67,6 +67,11 @@ async fn create(
     }
     let display = new.display_name.unwrap_or_else(|| new.name.clone());
     let limits = new.limits.unwrap_or(Value::Null);
+    // Checked (and applied on this node) before it is stored.
+    state
+        .limiter
+        .set_tenant(&new.name, &limits)
+        .map_err(|e| ApiError::bad_field("limits", e))?;
     let created = state
         .store
         .put_tenant(&new.name, &display, &limits, time::now_ms())

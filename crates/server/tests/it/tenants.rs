@@ -305,3 +305,47 @@ async fn tenants_see_only_their_own_data() {
         audit.text
     );
 }
+
+#[tokio::test]
+async fn a_tenant_can_have_its_own_limits() {
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let root = admin_of("default");
+    let bad = call(
+        &server,
+        "POST",
+        "/api/v1/tenants",
+        &root,
+        Some(json!({"name": "small", "limits": {"publish_rate": 1}})),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    let r = call(
+        &server,
+        "POST",
+        "/api/v1/tenants",
+        &root,
+        Some(json!({"name": "small",
+        "limits": {"publish_rate_per_key": 2, "publish_burst_per_key": 2}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let small = admin_of("small");
+    let ev = json!({"type": "t", "stream_id": "s"});
+    for want in [201, 201, 429] {
+        assert_eq!(
+            call(&server, "POST", "/api/v1/events", &small, Some(ev.clone()))
+                .await
+                .status,
+            want
+        );
+    }
+    // The default tenant keeps the configured (unlimited) rate.
+    for _ in 0..5 {
+        assert_eq!(
+            call(&server, "POST", "/api/v1/events", &root, Some(ev.clone()))
+                .await
+                .status,
+            201
+        );
+    }
+}
