@@ -733,3 +733,112 @@ async fn cors_origins_are_configurable_and_closed_by_default_with_authentication
         .expect("get");
     assert_eq!(acao(&r).as_deref(), Some("*"));
 }
+
+/// What a frame gets back: the reply's `type`, or for an `ERROR` its code.
+async fn frame_outcome(server: &TestServer, token: &str, frame: &Value) -> String {
+    let url = format!("ws://{}/api/v1/ws?token={token}", server.addr);
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let mut ws = WsClient { ws };
+    ws.send(frame.clone()).await;
+    // Frames answered with nothing on success are followed by a PING.
+    ws.send(json!({"type": "PING", "ref": "after"})).await;
+    let reply = ws.recv().await;
+    let kind = reply["type"].as_str().unwrap_or("").to_owned();
+    if kind == "ERROR" {
+        return reply["code"].as_str().unwrap_or("").to_owned();
+    }
+    if kind == "PONG" && reply["ref"] == "after" {
+        return "nothing".into();
+    }
+    kind
+}
+
+#[tokio::test]
+async fn every_frame_type_answers_each_role_as_its_permissions_say() {
+    let server = secured().await;
+    let sub = |extra: Value| {
+        let mut f = json!({"type": "SUBSCRIBE", "streams": ["scores"]});
+        for (k, v) in extra.as_object().expect("object") {
+            f[k] = v.clone();
+        }
+        f
+    };
+    let publish =
+        |stream: &str| json!({"type": "PUBLISH", "event": {"type": "t", "stream_id": stream}});
+    // [admin, producer, consumer, overlay]
+    let cases: Vec<(&str, Value, [&str; 4])> = vec![
+        ("subscribe own", sub(json!({})), ["SUBSCRIBED"; 4]),
+        (
+            "subscribe other",
+            json!({"type": "SUBSCRIBE", "streams": ["other"]}),
+            ["SUBSCRIBED", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "subscribe everything",
+            json!({"type": "SUBSCRIBE"}),
+            ["SUBSCRIBED", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "join a queue",
+            sub(json!({"overlayId": "main"})),
+            ["SUBSCRIBED", "forbidden", "forbidden", "SUBSCRIBED"],
+        ),
+        (
+            "queue updates",
+            sub(json!({"overlayUpdates": true})),
+            ["SUBSCRIBED", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "publish own",
+            publish("scores"),
+            ["ACK", "ACK", "forbidden", "forbidden"],
+        ),
+        (
+            "publish other",
+            publish("other"),
+            ["ACK", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "report",
+            json!({"type": "ANIMATION_ENDED", "eventId": "x"}),
+            ["invalid", "forbidden", "forbidden", "invalid"],
+        ),
+        (
+            "visibility",
+            json!({"type": "OVERLAY_VISIBILITY", "visible": false}),
+            ["invalid", "forbidden", "forbidden", "invalid"],
+        ),
+        (
+            "cancel",
+            json!({"type": "ANIMATION_CANCEL", "eventId": "nope"}),
+            ["not_found", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "replay",
+            json!({"type": "ANIMATION_REPLAY", "eventId": "nope"}),
+            ["not_found", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "queue control",
+            json!({"type": "OVERLAY_CONTROL", "overlay": "ghost", "action": "skip"}),
+            ["not_found", "forbidden", "forbidden", "forbidden"],
+        ),
+        (
+            "auth",
+            json!({"type": "AUTH", "token": "bad"}),
+            ["unauthorized"; 4],
+        ),
+        ("ping", json!({"type": "PING"}), ["PONG"; 4]),
+    ];
+    let roles = [Role::Admin, Role::Producer, Role::Consumer, Role::Overlay];
+    let mut failures = Vec::new();
+    for (what, frame, want) in &cases {
+        for (role, want) in roles.iter().zip(want) {
+            let got = frame_outcome(&server, &token(*role), frame).await;
+            if got != *want {
+                failures.push(format!("{what} as {}: {got}, want {want}", role.as_str()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
