@@ -309,9 +309,7 @@ async fn tokens_in_the_query_work_for_sse_and_websocket() {
     assert_eq!(sse.next().await.json()["stream_id"], "scores");
 
     // WebSocket with ?token=.
-    let url = format!("ws://{}/api/v1/ws?token={consumer}", server.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &consumer).await;
     ws.subscribe(json!({"streams": ["scores"]})).await;
     ws.expect_error(r#"{"type":"SUBSCRIBE","streams":["other"]}"#, "forbidden")
         .await;
@@ -369,9 +367,7 @@ async fn a_connection_whose_token_expires_is_closed_unless_it_renews() {
     .await;
     let mut short = claims(Role::Consumer, &["scores"]);
     short.exp = now() + 2;
-    let url = format!("ws://{}/api/v1/ws?token={}", server.addr, mint(&short));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &mint(&short)).await;
     ws.subscribe(json!({"streams": ["scores"]})).await;
     let frame = tokio::time::timeout(DEADLINE, async {
         loop {
@@ -390,9 +386,7 @@ async fn a_connection_whose_token_expires_is_closed_unless_it_renews() {
 
     // Renewed in time: the connection stays.
     short.exp = now() + 2;
-    let url = format!("ws://{}/api/v1/ws?token={}", server.addr, mint(&short));
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &mint(&short)).await;
     ws.send(json!({"type": "AUTH", "token": token(Role::Consumer)}))
         .await;
     ws.expect("AUTHENTICATED").await;
@@ -607,9 +601,7 @@ async fn changes_are_audited_with_who_what_where_and_outcome() {
         403
     );
     // Over WebSocket too.
-    let url = format!("ws://{}/api/v1/ws?token={admin}", server.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &admin).await;
     ws.send(json!({"type": "ANIMATION_REPLAY", "eventId": "nope", "ref": 1}))
         .await;
     assert_eq!(ws.expect("ERROR").await["code"], "not_found");
@@ -736,9 +728,7 @@ async fn cors_origins_are_configurable_and_closed_by_default_with_authentication
 
 /// What a frame gets back: the reply's `type`, or for an `ERROR` its code.
 async fn frame_outcome(server: &TestServer, token: &str, frame: &Value) -> String {
-    let url = format!("ws://{}/api/v1/ws?token={token}", server.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &token).await;
     ws.send(frame.clone()).await;
     // Frames answered with nothing on success are followed by a PING.
     ws.send(json!({"type": "PING", "ref": "after"})).await;

@@ -88,9 +88,7 @@ async fn a_key_over_its_publish_rate_gets_429_with_retry_after_and_others_do_not
         .collect();
     assert_eq!(statuses, [201, 201, 201, 201, 429, 429], "{body}");
     // Over WebSocket: an ERROR, the connection stays.
-    let url = format!("ws://{}/api/v1/ws?token={a}", server.addr);
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &a).await;
     ws.expect_error(
         r#"{"type":"PUBLISH","event":{"type":"t"},"ref":"x"}"#,
         "rate_limited",

@@ -190,11 +190,7 @@ async fn tenants_see_only_their_own_data() {
         .collect();
     assert_eq!(got, ["g-1", "same"]);
     assert!(sse.quiet_for(std::time::Duration::from_millis(300)).await);
-    let (ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?token={acme}", server.addr))
-            .await
-            .expect("ws");
-    let mut ws = WsClient { ws };
+    let mut ws = WsClient::connect_with_token(&server, &acme).await;
     ws.subscribe(json!({"since": 0})).await;
     let got: Vec<String> = ws
         .events(2)
@@ -206,15 +202,7 @@ async fn tenants_see_only_their_own_data() {
     assert!(ws.quiet_for(std::time::Duration::from_millis(300)).await);
 
     // Overlays, catalog, keys and the audit log are per tenant.
-    let mut ov = WsClient {
-        ws: tokio_tungstenite::connect_async(format!(
-            "ws://{}/api/v1/ws?token={acme}",
-            server.addr
-        ))
-        .await
-        .expect("ws")
-        .0,
-    };
+    let mut ov = WsClient::connect_with_token(&server, &acme).await;
     ov.subscribe(json!({"overlayId": "main"})).await;
     assert_eq!(
         call(&server, "GET", "/api/v1/overlays", &acme, None)

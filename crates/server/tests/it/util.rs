@@ -556,6 +556,15 @@ impl WsClient {
         Self { ws }
     }
 
+    /// Connects with `?token=`.
+    pub async fn connect_with_token(server: &TestServer, token: &str) -> Self {
+        let url = format!("ws://{}/api/v1/ws?token={token}", server.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Self { ws }
+    }
+
     pub async fn send(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
