@@ -207,15 +207,16 @@ impl Limiter {
             retry_after,
         };
         let l = self.of(&who.principal.tenant);
-        self.publish_key
-            .take(
-                &key_of(who),
-                l.publish_rate_per_key,
-                l.publish_burst_per_key,
-                1.0,
-            )
-            .map_err(|s| limited(s, "key"))?;
-        if let Some(ip) = ip_of(who) {
+        // Names are built only when a limit is on: this runs once per event.
+        if l.publish_rate_per_key > 0 {
+            let (rate, burst) = (l.publish_rate_per_key, l.publish_burst_per_key);
+            self.publish_key
+                .take(&key_of(who), rate, burst, 1.0)
+                .map_err(|s| limited(s, "key"))?;
+        }
+        if l.publish_rate_per_ip > 0
+            && let Some(ip) = ip_of(who)
+        {
             self.publish_ip
                 .take(&ip, l.publish_rate_per_ip, l.publish_burst_per_ip, 1.0)
                 .map_err(|s| limited(s, "address"))?;
