@@ -16,6 +16,8 @@
 //!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
 //! - [`keys`]: API keys and tenant records, key secrets and their hashes (SPEC §5).
 //! - [`audit`]: audit-log entries and their query (SPEC §5).
+//! - [`state`]: live keyed state — JSON merge patch (RFC 7396), versions and
+//!   the compare-and-set decision every store makes (SPEC §2 "State").
 //! - [`time`]: clock helpers (Unix seconds and RFC 3339 with milliseconds).
 //!
 //! Keeping this crate free of tokio, sqlx and axum is what lets the traits be
@@ -32,6 +34,7 @@ pub mod lifecycle;
 pub mod log;
 pub mod name;
 pub mod overlay;
+pub mod state;
 pub mod store;
 pub mod template;
 #[doc(hidden)]

@@ -17,6 +17,10 @@
 //! And the records of security and tenancy (SPEC §5, issue 5): API keys,
 //! found by the hash of their secret ([`crate::keys`]), tenant records, and
 //! the append-only audit log ([`crate::audit`]).
+//!
+//! And live keyed state (SPEC §2 "State", issue 6): versioned JSON
+//! documents per (tenant, stream, key), written by compare-and-set with the
+//! rules of [`crate::state`], each change remembered until it is announced.
 
 use std::sync::Arc;
 
@@ -28,6 +32,7 @@ use crate::event::{Event, EventClass, Record, Status};
 use crate::event_type::EventTypeDef;
 use crate::keys::{ApiKey, Tenant};
 use crate::lifecycle::AnimationStatus;
+use crate::state::{StateDoc, StateOutcome, StateWrite};
 use crate::template::Template;
 use crate::validate::NewEvent;
 
@@ -50,6 +55,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+    /// The result of the write would be larger than allowed; nothing changed.
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 /// The result of appending one event.
@@ -598,5 +606,74 @@ pub trait EventStore: Send + Sync + 'static {
         _query: &AuditQuery,
     ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
         Ok((Vec::new(), None))
+    }
+
+    /// The live state document `key` of `stream` (`None` when there is
+    /// none, or it was deleted).
+    ///
+    /// The state methods have defaults only so that wrappers and test
+    /// doubles need not forward them: the default holds no state (reads
+    /// find nothing, writes refuse). Every real backend overrides all four.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn state_get(
+        &self,
+        _tenant: &str,
+        _stream: &str,
+        _key: &str,
+    ) -> Result<Option<StateDoc>, StoreError> {
+        Ok(None)
+    }
+
+    /// Every live state document of `stream`, by key (byte order).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn state_list(&self, _tenant: &str, _stream: &str) -> Result<Vec<StateDoc>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Writes `key` of `stream` by compare-and-set, in one transaction:
+    /// reads the stored row (tombstones included), decides with
+    /// [`crate::state::plan_write`] at `now_ms`, and stores the row it
+    /// returns, if any. Concurrent writes of one key (from any node) are
+    /// serialised, so each real change gets the next version exactly once.
+    /// A new row is stored unannounced; while it is, every write of the key
+    /// stores nothing and answers `Unannounced` with its change (see
+    /// [`crate::state`], "Announcing").
+    ///
+    /// # Errors
+    /// `Conflict` when `write.expected_version` differs from the stored
+    /// version; `TooLarge` when the result is over `write.max_value_bytes`
+    /// (nothing changes then); `Unavailable` when the engine fails or
+    /// cannot hold state.
+    async fn state_write(
+        &self,
+        _tenant: &str,
+        _stream: &str,
+        _key: &str,
+        _write: &StateWrite,
+        _now_ms: i64,
+    ) -> Result<StateOutcome, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold state".into(),
+        ))
+    }
+
+    /// Records that the change making `version` of `key` was published; a
+    /// row at another version (a later write already replaced it) is left
+    /// as it is.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn state_announced(
+        &self,
+        _tenant: &str,
+        _stream: &str,
+        _key: &str,
+        _version: u64,
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 }

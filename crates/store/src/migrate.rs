@@ -75,6 +75,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "security",
             sql: include_str!("../migrations/sqlite/0006_security.sql"),
         },
+        Migration {
+            version: 7,
+            name: "state",
+            sql: include_str!("../migrations/sqlite/0007_state.sql"),
+        },
     ],
 };
 
@@ -113,6 +118,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 6,
             name: "security",
             sql: include_str!("../migrations/postgres/0006_security.sql"),
+        },
+        Migration {
+            version: 7,
+            name: "state",
+            sql: include_str!("../migrations/postgres/0007_state.sql"),
         },
     ],
 };

@@ -12,8 +12,8 @@
 //! and migrations in `connect.rs`; the on-air catalog (event types,
 //! templates, overlay subscriptions) in `catalog.rs`, the lifecycle
 //! (status rows, event status) in `lifecycle.rs`, held scheduled events
-//! in `schedule.rs`, and API keys, tenant records and the audit log in
-//! `security.rs`.
+//! in `schedule.rs`, API keys, tenant records and the audit log in
+//! `security.rs`, and live keyed state in `state.rs`.
 //!
 //! [`append`](EventStore::append) serves the conformance suite and a
 //! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
@@ -44,6 +44,7 @@ mod read;
 mod rows;
 mod schedule;
 mod security;
+mod state;
 mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,7 @@ use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
 use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
+use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
@@ -541,5 +543,43 @@ impl EventStore for PgStore {
     ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
         self.check_open()?;
         security::query_audit(&self.pool, tenant, query).await
+    }
+
+    async fn state_get(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+    ) -> Result<Option<StateDoc>, StoreError> {
+        self.check_open()?;
+        state::get(&self.pool, tenant, stream, key).await
+    }
+
+    async fn state_list(&self, tenant: &str, stream: &str) -> Result<Vec<StateDoc>, StoreError> {
+        self.check_open()?;
+        state::list(&self.pool, tenant, stream).await
+    }
+
+    async fn state_write(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+        write: &StateWrite,
+        now_ms: i64,
+    ) -> Result<StateOutcome, StoreError> {
+        self.check_open()?;
+        state::write(&self.pool, tenant, stream, key, write, now_ms).await
+    }
+
+    async fn state_announced(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        self.check_open()?;
+        state::mark_announced(&self.pool, tenant, stream, key, version).await
     }
 }

@@ -21,8 +21,8 @@
 //! the lifecycle writes run on the writer task too, as short jobs between
 //! group commits (`catalog.rs`, `lifecycle.rs`), and so do the writes of
 //! held scheduled events (`schedule.rs`) and of API keys, tenant records and
-//! the audit log (`security.rs`). Options, tunables and counters are in
-//! `options.rs`.
+//! the audit log (`security.rs`), and of live keyed state (`state.rs`).
+//! Options, tunables and counters are in `options.rs`.
 
 mod catalog;
 mod checkpoint;
@@ -33,6 +33,7 @@ mod pipe;
 mod read;
 mod schedule;
 mod security;
+mod state;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +51,7 @@ use streambus_core::event::{Event, Record};
 use streambus_core::event_type::EventTypeDef;
 use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
+use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
     Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
@@ -518,6 +520,40 @@ impl EventStore for SqliteStore {
         query: &AuditQuery,
     ) -> Result<(Vec<AuditEntry>, Option<u64>), StoreError> {
         security::query_audit(&self.reads, tenant, query).await
+    }
+
+    async fn state_get(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+    ) -> Result<Option<StateDoc>, StoreError> {
+        state::get(&self.reads, tenant, stream, key).await
+    }
+
+    async fn state_list(&self, tenant: &str, stream: &str) -> Result<Vec<StateDoc>, StoreError> {
+        state::list(&self.reads, tenant, stream).await
+    }
+
+    async fn state_write(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+        write: &StateWrite,
+        now_ms: i64,
+    ) -> Result<StateOutcome, StoreError> {
+        self.write_state(tenant, stream, key, write, now_ms).await
+    }
+
+    async fn state_announced(
+        &self,
+        tenant: &str,
+        stream: &str,
+        key: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        self.mark_announced(tenant, stream, key, version).await
     }
 
     async fn close(&self) {

@@ -12,13 +12,15 @@
 //! and pagination; `streams.rs`: stream records and retention; `catalog.rs`:
 //! event types, templates and overlay subscriptions; `lifecycle.rs`: status
 //! rows and the status in stored events; `schedule.rs`: held scheduled events;
-//! `security.rs`: API keys, tenant records and the audit log.
+//! `security.rs`: API keys, tenant records and the audit log; `state.rs`:
+//! live keyed state.
 
 mod catalog;
 mod lifecycle;
 mod query;
 mod schedule;
 mod security;
+mod state;
 mod streams;
 
 pub use catalog::*;
@@ -26,6 +28,7 @@ pub use lifecycle::*;
 pub use query::*;
 pub use schedule::*;
 pub use security::*;
+pub use state::*;
 pub use streams::*;
 
 use std::collections::HashMap;
@@ -313,6 +316,11 @@ pub async fn run_all(store: &dyn EventStore) {
     tenants_are_created_replaced_and_deleted(store).await;
     audit_log_filters_and_pages_newest_first(store).await;
     security_rows_never_cross_tenants(store).await;
+    state_documents_keep_versions(store).await;
+    state_writes_compare_and_set(store).await;
+    state_unannounced_change_comes_first(store).await;
+    state_concurrent_writes_get_distinct_versions(store).await;
+    state_never_crosses_tenants_or_streams(store).await;
     commit_hook_sees_new_records_in_order(store).await;
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;
@@ -352,6 +360,11 @@ macro_rules! store_conformance_tests {
             tenants_are_created_replaced_and_deleted,
             audit_log_filters_and_pages_newest_first,
             security_rows_never_cross_tenants,
+            state_documents_keep_versions,
+            state_writes_compare_and_set,
+            state_unannounced_change_comes_first,
+            state_concurrent_writes_get_distinct_versions,
+            state_never_crosses_tenants_or_streams,
             run_all,
         );
     };
