@@ -54,6 +54,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Log output.
     pub log: LogConfig,
+    /// Signed inbound webhooks and pollers (docs/INGEST.md).
+    #[serde(default)]
+    pub ingest: crate::ingest::config::IngestConfig,
 }
 
 /// `[server]`.
@@ -348,6 +351,7 @@ impl Config {
             );
         }
         self.cluster.mode()?;
+        self.ingest.validate()?;
         if self.cluster.stream.is_empty() || self.cluster.subject_prefix.is_empty() {
             return bad("cluster.stream and cluster.subject_prefix must not be empty");
         }

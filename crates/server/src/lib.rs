@@ -9,6 +9,7 @@
 //! - [`publish`]: the one publish path; [`generator`]: demo streams.
 //! - [`schedule`]: holds events scheduled for later and releases them when due.
 //! - [`registry`]: this node's compiled copy of the event-type registry.
+//! - [`ingest`]: signed inbound webhooks and pollers (docs/INGEST.md).
 //! - [`api`]: routes, one module per group, and the problem+json error type.
 //!
 //! [`open`] builds the state from a configuration; [`serve`] runs it on a bound
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod generator;
 pub mod hub;
+pub mod ingest;
 pub mod limits;
 pub mod overlays;
 pub mod publish;
@@ -254,8 +256,12 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     info!(%addr, data_dir = %state.config.server.data_dir.display(), demo = state.config.server.demo, "streambus listening");
 
-    let app =
-        api::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    // Pollers (docs/INGEST.md); their health and the recent webhook
+    // signatures reach the routes as an extension.
+    let ingest = Arc::new(ingest::Ingest::new(ingest::poller::spawn_all(&state)));
+    let app = api::router(state.clone())
+        .layer(axum::Extension(ingest))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let token = state.shutdown.clone();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::filter::Filter;
 use crate::overlay::{Action, Report};
+use crate::state::StateChange;
 
 pub(crate) use filter::take;
 pub use filter::{is_stream_pattern, offset_value, take_filter};
@@ -33,8 +34,6 @@ pub mod codes {
     pub const INVALID: &str = "invalid";
     /// The frame or event is larger than allowed.
     pub const TOO_LARGE: &str = "too_large";
-    /// The message is known but not available on this server yet.
-    pub const UNSUPPORTED: &str = "unsupported";
     /// Storage or the broker is unreachable; retry later.
     pub const UNAVAILABLE: &str = "unavailable";
     /// Something failed inside the server.
@@ -129,8 +128,20 @@ pub enum ClientMessage {
         /// Visible now?
         visible: bool,
     },
-    /// A message of the protocol this server does not handle yet.
-    Unsupported(String),
+    /// `STATE_SET` (a put) or `STATE_PATCH` (a JSON merge patch) of one
+    /// state key; answered by `STATE_OK` (SPEC §2 "State").
+    State {
+        /// The stream (a valid stream name).
+        stream: String,
+        /// The key (`[A-Za-z0-9_.:-]{1,128}`).
+        key: String,
+        /// `Put` for `STATE_SET`, `Patch` for `STATE_PATCH`.
+        change: StateChange,
+        /// Write only at this version (`ifVersion`; 0: only when absent).
+        if_version: Option<u64>,
+        /// Echoed in `STATE_OK` or `ERROR`.
+        reference: Option<String>,
+    },
 }
 
 /// A `SUBSCRIBE` request.
@@ -149,6 +160,9 @@ pub struct Subscribe {
     pub rewind: Option<usize>,
     /// Also receive overlay queue updates (`ANIMATION_*`, `OVERLAY_STATE`).
     pub overlay_updates: bool,
+    /// Send the current state of the subscribed streams first
+    /// (`STATE_SNAPSHOT` frames), then only the changes after it.
+    pub snapshot: bool,
 }
 
 /// Most events a `rewind` may ask for.
@@ -176,8 +190,7 @@ impl WireError {
     }
 }
 
-const SUPPORTED_LATER: &[&str] = &["STATE_SET", "STATE_PATCH"];
-
+/// Known messages of the protocol this server does not handle yet.
 impl ClientMessage {
     /// Parses a text frame.
     ///
@@ -268,7 +281,7 @@ impl ClientMessage {
                 Some(Value::Bool(visible)) => Ok(Self::Visibility { visible }),
                 _ => Err(WireError::invalid("visible", "must be true or false")),
             },
-            k if SUPPORTED_LATER.contains(&k) => Ok(Self::Unsupported(kind)),
+            "STATE_SET" | "STATE_PATCH" => parse_state(&kind, obj, reference),
             _ => Err(WireError {
                 code: codes::UNKNOWN_TYPE,
                 message: format!("unknown message type `{kind}`"),
@@ -332,6 +345,60 @@ fn take_string(obj: &mut Map<String, Value>, name: &str) -> Result<Option<String
     }
 }
 
+/// `STATE_SET {stream, key, value, ifVersion?}` and
+/// `STATE_PATCH {stream, key, patch, ifVersion?}`.
+fn parse_state(
+    kind: &str,
+    mut obj: Map<String, Value>,
+    reference: Option<String>,
+) -> Result<ClientMessage, WireError> {
+    let stream = match take(&mut obj, &["stream", "stream_id", "streamId"]) {
+        Some(Value::String(s)) if crate::name::is_stream_name(&s) => s,
+        _ => {
+            return Err(WireError::invalid(
+                "stream",
+                "is required and must match [a-z0-9][a-z0-9._-]{0,127}",
+            ));
+        }
+    };
+    let key = match obj.remove("key") {
+        Some(Value::String(k)) if crate::state::is_key(&k) => k,
+        _ => {
+            return Err(WireError::invalid(
+                "key",
+                format!("is required and must match {}", crate::state::KEY_RULE),
+            ));
+        }
+    };
+    let change = if kind == "STATE_SET" {
+        StateChange::Put(
+            obj.remove("value")
+                .ok_or_else(|| WireError::invalid("value", "is required"))?,
+        )
+    } else {
+        StateChange::Patch(
+            obj.remove("patch")
+                .ok_or_else(|| WireError::invalid("patch", "is required"))?,
+        )
+    };
+    let if_version = match take(&mut obj, &["ifVersion", "if_version"]) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            WireError::invalid("ifVersion", "must be a version (a non-negative integer)")
+        })?),
+    };
+    if let Some(k) = obj.keys().next() {
+        return Err(WireError::invalid(k, "unknown field"));
+    }
+    Ok(ClientMessage::State {
+        stream,
+        key,
+        change,
+        if_version,
+        reference,
+    })
+}
+
 fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> {
     let overlay_id = match take(&mut obj, &["overlayId", "overlay_id", "overlay"]) {
         None => None,
@@ -373,6 +440,11 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
             ));
         }
     };
+    let snapshot = match take(&mut obj, &["snapshot"]) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(WireError::invalid("snapshot", "must be true or false")),
+    };
     obj.remove("id");
     if let Some(k) = obj.keys().next() {
         return Err(WireError::invalid(k, "unknown field"));
@@ -387,6 +459,7 @@ fn parse_subscribe(mut obj: Map<String, Value>) -> Result<Subscribe, WireError> 
         since,
         rewind,
         overlay_updates,
+        snapshot,
     })
 }
 
@@ -449,10 +522,66 @@ mod tests {
                 codes::INVALID,
             ),
             (r#"{"type":"SUBSCRIBE","bogus":1}"#, codes::INVALID),
+            (r#"{"type":"SUBSCRIBE","snapshot":"yes"}"#, codes::INVALID),
+            (
+                r#"{"type":"STATE_SET","key":"k","value":1}"#,
+                codes::INVALID,
+            ),
+            (
+                r#"{"type":"STATE_SET","stream":"Bad","key":"k","value":1}"#,
+                codes::INVALID,
+            ),
+            (
+                r#"{"type":"STATE_SET","stream":"s","key":"a b","value":1}"#,
+                codes::INVALID,
+            ),
+            (
+                r#"{"type":"STATE_SET","stream":"s","key":"k"}"#,
+                codes::INVALID,
+            ),
+            (
+                r#"{"type":"STATE_PATCH","stream":"s","key":"k","value":{}}"#,
+                codes::INVALID,
+            ),
+            (
+                r#"{"type":"STATE_PATCH","stream":"s","key":"k","patch":{},"ifVersion":-1}"#,
+                codes::INVALID,
+            ),
         ];
         for (text, code) in cases {
             assert_eq!(ClientMessage::parse(text).unwrap_err().code, code, "{text}");
         }
+    }
+
+    #[test]
+    fn parses_state_frames() {
+        let m = ClientMessage::parse(
+            r#"{"type":"state_patch","stream":"board","key":"team:red","patch":{"score":2},"ifVersion":3,"ref":"r1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::State {
+                stream: "board".into(),
+                key: "team:red".into(),
+                change: StateChange::Patch(serde_json::json!({"score": 2})),
+                if_version: Some(3),
+                reference: Some("r1".into()),
+            }
+        );
+        let m = ClientMessage::parse(r#"{"type":"STATE_SET","stream":"b","key":"k","value":null}"#)
+            .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::State {
+                change: StateChange::Put(Value::Null),
+                if_version: None,
+                ..
+            }
+        ));
+        let m = ClientMessage::parse(r#"{"type":"SUBSCRIBE","streams":["b"],"snapshot":true}"#)
+            .unwrap();
+        assert!(matches!(m, ClientMessage::Subscribe(s) if s.snapshot));
     }
 
     #[test]

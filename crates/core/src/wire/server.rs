@@ -83,6 +83,31 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires: Option<u64>,
     },
+    /// A `STATE_SET` or `STATE_PATCH` was applied.
+    StateOk {
+        /// The stream.
+        stream: String,
+        /// The key.
+        key: String,
+        /// The document's version now.
+        version: u64,
+        /// False when the write changed nothing (and announced nothing).
+        changed: bool,
+        /// The client's `ref`, echoed.
+        #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+    },
+    /// The state of one stream when a `SUBSCRIBE` with `snapshot: true`
+    /// went live; sent before any event. Changes up to these versions are
+    /// not delivered again.
+    StateSnapshot {
+        /// The stream.
+        stream: String,
+        /// The log head the subscription started at.
+        offset: u64,
+        /// Key → `{"value", "version"}`.
+        data: serde_json::Map<String, serde_json::Value>,
+    },
     /// Answer to `PING`.
     Pong {
         /// Server time, Unix ms.

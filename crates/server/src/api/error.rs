@@ -49,6 +49,9 @@ pub enum ApiError {
     /// transition that is not allowed (409).
     #[error("{0}")]
     Conflict(String),
+    /// An `If-Match` (or `ifVersion`) precondition does not hold (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Over a rate or connection limit (429, with `Retry-After`).
     #[error("{detail}")]
     TooManyRequests {
@@ -91,6 +94,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,6 +113,7 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed(_) => "precondition-failed",
             Self::TooLarge(_) => "too-large",
             Self::TooManyRequests { .. } => "rate-limited",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -178,6 +183,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::NotFound("not found".into()),
             StoreError::Conflict(detail) => Self::Conflict(detail),
+            StoreError::TooLarge(detail) => Self::TooLarge(detail),
             StoreError::Unavailable(_) | StoreError::Closed => Self::Unavailable(Box::new(e)),
             other => Self::Internal(Box::new(other)),
         }

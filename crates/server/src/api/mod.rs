@@ -11,10 +11,12 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod ingest;
 pub mod keys;
 pub mod overlays;
 pub mod pages;
 pub mod sse;
+pub mod state;
 pub mod streams;
 pub mod subscriptions;
 pub mod templates;
@@ -43,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(audit::router())
         .merge(tenants::router())
+        .merge(state::router())
+        .merge(ingest::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

@@ -7,7 +7,9 @@
 //! queue's frames, or — with `overlayUpdates` — the queues' updates. An
 //! overlay gets animated events from its queue only (`docs/OVERLAYS.md`).
 //! A bad frame gets `ERROR` and the connection stays open; close codes are
-//! for terminal cases only ([`streambus_core::wire::close`]).
+//! for terminal cases only ([`streambus_core::wire::close`]). Live state
+//! (`STATE_SET`, `STATE_PATCH`, `SUBSCRIBE` with `snapshot`) is handled in
+//! [`super::state::ws`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,6 +29,7 @@ use tracing::{debug, instrument};
 
 use super::error::ApiError;
 use super::overlays;
+use super::state::ws as state_ws;
 use crate::auth::{self, Identity};
 use crate::overlays::{Attachment, publish_op};
 use crate::publish::{Published, prepare, publish_one_or_hold};
@@ -54,6 +57,12 @@ struct Conn {
     who: Option<Identity>,
     /// The client's address, for the audit log.
     peer: Option<SocketAddr>,
+    /// With a state snapshot: the state versions the client holds, so
+    /// changes it already has are not delivered again.
+    versions: Option<state_ws::Versions>,
+    /// Frames to send right after the reply to the current frame, before
+    /// any event (a subscription's `STATE_SNAPSHOT`s).
+    outbox: Vec<ServerMessage>,
 }
 
 impl Conn {
@@ -176,6 +185,14 @@ async fn connection(
                     if let Some(reply) = outcome && send(&mut sink, reply).await.is_err() {
                         break;
                     }
+                    let mut failed = false;
+                    for extra in std::mem::take(&mut conn.outbox) {
+                        if send(&mut sink, extra).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed { break; }
                 }
                 Some(Ok(Message::Binary(_))) => {
                     let reply = error(codes::BAD_FRAME, "binary frames are not accepted; send JSON text", None);
@@ -210,6 +227,9 @@ async fn connection(
                     let queued = conn.overlay.is_some();
                     for d in &deliveries {
                         if queued && d.record.event.class == EventClass::Animated {
+                            continue;
+                        }
+                        if let Some(v) = &mut conn.versions && !v.admit(&d.record.event) {
                             continue;
                         }
                         if sink.feed(Message::Text(d.ws_frame())).await.is_err() {
@@ -467,6 +487,40 @@ async fn handle_text(
             }));
             None
         }
+        ClientMessage::State {
+            stream,
+            key,
+            change,
+            if_version,
+            reference,
+        } => {
+            if let Err(e) = check_size(text.len(), &state.limits) {
+                return Some(error(codes::TOO_LARGE, &e.to_string(), reference));
+            }
+            // Writing state is publishing its `state.changed` event.
+            if let Err(reply) = conn.allow(Action::Publish(&stream)) {
+                return Some(with_ref(reply, reference));
+            }
+            if let Some(Err(limited)) = conn.who.as_ref().map(|w| state.limiter.publish(w)) {
+                return Some(api_error(&limited, reference));
+            }
+            let write = state_ws::apply_frame(
+                state.clone(),
+                tenant,
+                stream,
+                key,
+                change,
+                if_version,
+                reference,
+            );
+            inflight.push_back(Box::pin(async move {
+                Some(match write.await {
+                    Ok(ok) => ok,
+                    Err((e, reference)) => api_error(&e, reference),
+                })
+            }));
+            None
+        }
         ClientMessage::Ping { reference } => Some(ServerMessage::Pong {
             timestamp: time::now_ms(),
             reference,
@@ -490,11 +544,6 @@ async fn handle_text(
             }
             Err(e) => Some(api_error(&e, None)),
         },
-        ClientMessage::Unsupported(kind) => Some(error(
-            codes::UNSUPPORTED,
-            &format!("`{kind}` is not available on this server yet"),
-            None,
-        )),
     }
 }
 
@@ -614,9 +663,19 @@ async fn subscribe(
             .map_err(|e| api_error(&e, None))?;
     }
     let queue_filter = consumer::filter_to_json(&filter);
+    let snapshot_filter = req.snapshot.then(|| filter.clone());
     let (sub, started) = Subscription::start(state, &tenant, filter, at)
         .await
         .map_err(|e| api_error(&ApiError::from(e), None))?;
+    // Read after the subscription went live (see `state_ws`).
+    let snapshot = match snapshot_filter {
+        Some(filter) => Some(
+            state_ws::snapshot(state, &tenant, &filter, started.head)
+                .await
+                .map_err(|e| api_error(&e, None))?,
+        ),
+        None => None,
+    };
     if let Some(overlay) = req.overlay_id {
         let op = Op::Attach {
             overlay: overlay.clone(),
@@ -632,6 +691,10 @@ async fn subscribe(
     }
     if req.overlay_updates {
         conn.updates = Some(state.overlays.admin_updates(&tenant));
+    }
+    if let Some((frames, versions)) = snapshot {
+        conn.outbox = frames;
+        conn.versions = Some(versions);
     }
     conn.sub = Some(sub);
     Ok(ServerMessage::Subscribed {
@@ -661,7 +724,10 @@ fn api_error(e: &ApiError, reference: Option<String>) -> ServerMessage {
         axum::http::StatusCode::FORBIDDEN => codes::FORBIDDEN,
         axum::http::StatusCode::TOO_MANY_REQUESTS => codes::RATE_LIMITED,
         axum::http::StatusCode::NOT_FOUND => codes::NOT_FOUND,
-        axum::http::StatusCode::CONFLICT => codes::CONFLICT,
+        axum::http::StatusCode::CONFLICT | axum::http::StatusCode::PRECONDITION_FAILED => {
+            codes::CONFLICT
+        }
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE => codes::TOO_LARGE,
         _ => codes::INVALID,
     };
     let problem = e.problem();

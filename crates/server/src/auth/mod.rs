@@ -13,7 +13,7 @@
 //!   where the body is read. WebSocket frames are checked one by one in
 //!   `api::ws`, which also accepts the token as a first `AUTH` frame.
 //!
-//! With no key configured ([`AppState::verifier`] is `None`) every request
+//! With no key configured (`AppState::verifier` is `None`) every request
 //! is the local admin of the default tenant; the server then listens only on
 //! loopback unless told otherwise (`config::AuthConfig`).
 //!
@@ -250,6 +250,9 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
         _ => {}
     }
     match (read, parts.as_slice()) {
+        // Authenticated by its HMAC signature instead (docs/INGEST.md).
+        (false, ["ingest", "webhook", _]) => Need::Public,
+        (true, ["pollers"]) => Need::Control,
         (_, ["ws"]) => Need::Identified,
         (true, ["events"] | ["events", "history"]) => {
             let stream = query
@@ -263,6 +266,11 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
         (false, ["events", _, "cancel" | "replay"] | ["events", "scheduled", _]) => Need::Control,
         (_, ["overlays", ..] | ["analytics", ..]) => Need::Control,
         (false, ["event-templates", _, "fire"]) => Need::Publish,
+        // Live state (issue 6): reading needs the stream; a write is a
+        // publish (its `state.changed` event), checked per stream by the
+        // handler.
+        (true, ["state", stream, ..]) => Need::Read(vec![(*stream).to_owned()]),
+        (false, ["state", _, _]) => Need::Publish,
         (_, ["keys", ..] | ["audit"] | ["tenants", ..]) => Need::Administer,
         (true, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Identified,
         (false, ["event-types" | "event-templates" | "subscriptions", ..]) => Need::Administer,
@@ -353,4 +361,27 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         .await;
     }
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_routes_need_read_or_publish() {
+        let need = |m: Method, p: &str| requirement(&m, p, None);
+        let read = Need::Read(vec!["board".to_owned()]);
+        assert_eq!(need(Method::GET, "/api/v1/state/board"), read);
+        assert_eq!(need(Method::GET, "/api/state/board/team:red"), read);
+        assert_eq!(need(Method::HEAD, "/api/v1/state/board/k"), read);
+        for m in [Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(need(m, "/api/v1/state/board/k"), Need::Publish);
+        }
+        let audited =
+            crate::audit::action_of(&Method::DELETE, "/api/v1/state/board/k", &Need::Publish);
+        assert_eq!(
+            audited, None,
+            "state writes are publishes, not audited controls"
+        );
+    }
 }

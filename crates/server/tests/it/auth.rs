@@ -728,7 +728,7 @@ async fn cors_origins_are_configurable_and_closed_by_default_with_authentication
 
 /// What a frame gets back: the reply's `type`, or for an `ERROR` its code.
 async fn frame_outcome(server: &TestServer, token: &str, frame: &Value) -> String {
-    let mut ws = WsClient::connect_with_token(&server, &token).await;
+    let mut ws = WsClient::connect_with_token(server, token).await;
     ws.send(frame.clone()).await;
     // Frames answered with nothing on success are followed by a PING.
     ws.send(json!({"type": "PING", "ref": "after"})).await;

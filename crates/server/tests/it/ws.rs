@@ -494,15 +494,6 @@ async fn publish_error_echoes_the_ref() {
 }
 
 #[tokio::test]
-async fn messages_not_available_yet_get_error_not_a_close() {
-    let server = TestServer::start().await;
-    let mut ws = WsClient::connect(&server).await;
-    ws.expect_error(r#"{"type":"STATE_SET","key":"k"}"#, "unsupported")
-        .await;
-    ws.assert_alive().await;
-}
-
-#[tokio::test]
 async fn a_bad_subscribe_keeps_the_current_subscription() {
     let server = TestServer::start().await;
     let mut ws = WsClient::connect(&server).await;

@@ -1,0 +1,96 @@
+//! Inbound integrations (issue 6 point 1, SPEC §3.2, docs/INGEST.md): signed
+//! webhooks from partners and pollers that watch a partner's URL.
+//!
+//! - [`config`]: the `[ingest]` settings.
+//! - [`signature`]: the HMAC-SHA256 scheme and its checks.
+//! - [`mapping`]: a webhook body to event inputs, by JSON pointers.
+//! - [`poller`]: one task per configured poller, and their health.
+//!
+//! [`Ingest`] is what the routes share with the poller tasks: the recent
+//! signatures (a fast replay refusal; the deterministic event ids are the
+//! durable one) and the pollers' health. `serve()` builds it and hands it to
+//! the router as an extension, so the server state stays as it is.
+
+pub mod config;
+pub mod mapping;
+pub mod poller;
+pub mod signature;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most signatures remembered for the fast replay refusal; beyond it the
+/// expired ones are dropped, then the oldest. Replays are still refused by
+/// the deterministic ids, only more slowly.
+pub const MAX_RECENT_SIGNATURES: usize = 10_000;
+
+/// State shared by the ingest routes and the poller tasks.
+#[derive(Default)]
+pub struct Ingest {
+    /// Signature (hex) → Unix second after which its timestamp is stale
+    /// anyway, so it need not be remembered longer.
+    recent: Mutex<HashMap<String, i64>>,
+    /// Every poller this node runs, in configuration order.
+    pub pollers: Vec<Arc<poller::Poller>>,
+}
+
+impl Ingest {
+    /// The shared state for `pollers`.
+    pub fn new(pollers: Vec<Arc<poller::Poller>>) -> Self {
+        Self {
+            recent: Mutex::default(),
+            pollers,
+        }
+    }
+
+    /// True when `signature` was accepted recently.
+    pub fn seen(&self, signature: &str) -> bool {
+        self.recent
+            .lock()
+            .expect("recent signatures lock is never poisoned")
+            .contains_key(signature)
+    }
+
+    /// Remembers an accepted `signature` until `until` (Unix seconds).
+    pub fn remember(&self, signature: String, until: i64, now: i64) {
+        let mut recent = self
+            .recent
+            .lock()
+            .expect("recent signatures lock is never poisoned");
+        if recent.len() >= MAX_RECENT_SIGNATURES {
+            recent.retain(|_, t| *t >= now);
+        }
+        if recent.len() >= MAX_RECENT_SIGNATURES
+            && let Some(oldest) = recent
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+        {
+            recent.remove(&oldest);
+        }
+        recent.insert(signature, until);
+    }
+}
+
+/// FNV-1a, for ids too long to keep whole (as `core::overlay` does).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_signatures_are_bounded() {
+        let ingest = Ingest::default();
+        for i in 0..MAX_RECENT_SIGNATURES + 5 {
+            ingest.remember(format!("s{i}"), 100 + i as i64, 0);
+        }
+        assert!(ingest.seen(&format!("s{}", MAX_RECENT_SIGNATURES + 4)));
+        assert!(!ingest.seen("s0"));
+        assert_eq!(ingest.recent.lock().unwrap().len(), MAX_RECENT_SIGNATURES);
+    }
+}
