@@ -21,16 +21,20 @@ use crate::state::AppState;
 /// The action and target a request is recorded under, or `None` when it is
 /// not recorded (reads and publishes).
 pub fn action_of(method: &Method, path: &str, need: &Need) -> Option<(String, String)> {
+    let api = path
+        .strip_prefix("/api/v1")
+        .or_else(|| path.strip_prefix("/api"))?;
+    let parts: Vec<&str> = api.trim_matches('/').split('/').collect();
+    // State deletions are recorded although writing state is publishing.
+    if let (&Method::DELETE, ["state", stream, key]) = (method, parts.as_slice()) {
+        return Some(("state.delete".to_owned(), format!("{stream}/{key}")));
+    }
     if !matches!(need, Need::Control | Need::Administer)
         || *method == Method::GET
         || *method == Method::HEAD
     {
         return None;
     }
-    let api = path
-        .strip_prefix("/api/v1")
-        .or_else(|| path.strip_prefix("/api"))?;
-    let parts: Vec<&str> = api.trim_matches('/').split('/').collect();
     let verb = |m: &Method| match *m {
         Method::POST => "create",
         Method::PUT => "put",
@@ -144,6 +148,13 @@ mod tests {
                 Some(("scheduled.cancel", "s1")),
             ),
             ("POST", "/api/v1/events", Need::Publish, None),
+            (
+                "DELETE",
+                "/api/v1/state/scores/red",
+                Need::Publish,
+                Some(("state.delete", "scores/red")),
+            ),
+            ("PUT", "/api/v1/state/scores/red", Need::Publish, None),
             ("GET", "/api/v1/overlays", Need::Control, None),
         ];
         for (m, path, need, want) in cases {

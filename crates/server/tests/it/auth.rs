@@ -832,3 +832,39 @@ async fn every_frame_type_answers_each_role_as_its_permissions_say() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+#[tokio::test]
+async fn state_deletions_are_audited() {
+    let server = secured().await;
+    let admin = token(Role::Admin);
+    let put = call_status(
+        &server,
+        "PUT",
+        "/api/v1/state/scores/red",
+        Some(json!({"score": 1})),
+        &admin,
+    )
+    .await;
+    assert_eq!(put, 200);
+    assert_eq!(
+        call_status(&server, "DELETE", "/api/v1/state/scores/red", None, &admin).await,
+        204
+    );
+    let log = eventually("the deletion is recorded", || async {
+        let v = audit(&server, &admin, "?action=state.delete").await;
+        (v["data"].as_array().map(Vec::len) == Some(1)).then_some(v)
+    })
+    .await;
+    assert_eq!(log["data"][0]["target"], "scores/red");
+    assert_eq!(log["data"][0]["outcome"], 204);
+}
+
+async fn call_status(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: &str,
+) -> u16 {
+    status(server, method, path, body.as_ref(), Some(token)).await
+}
