@@ -138,6 +138,11 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
+        // A token issued in the future (beyond the leeway) is not valid yet.
+        let now = u64::try_from(streambus_core::time::now_ms() / 1000).unwrap_or(0);
+        if data.claims.iat.is_some_and(|iat| iat > now + self.leeway) {
+            return Err(TokenError::NotYetValid);
+        }
         let exp = data.claims.exp;
         Ok((principal(data.claims)?, exp))
     }
@@ -317,6 +322,13 @@ mod tests {
         later.nbf = Some(now() + 300);
         let early = Minter::hs256(SECRET).mint(&later).unwrap();
         assert!(matches!(v.verify(&early), Err(TokenError::NotYetValid)));
+        let mut issued_later = claims(now() + 600);
+        issued_later.iat = Some(now() + 300);
+        let future = Minter::hs256(SECRET).mint(&issued_later).unwrap();
+        assert!(matches!(v.verify(&future), Err(TokenError::NotYetValid)));
+        issued_later.iat = Some(now() + 3);
+        let skewed = Minter::hs256(SECRET).mint(&issued_later).unwrap();
+        assert!(v.verify(&skewed).is_ok(), "within the leeway");
         let forged = Minter::hs256(b"another-secret-entirely-different")
             .mint(&claims(now() + 600))
             .unwrap();
