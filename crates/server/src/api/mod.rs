@@ -54,7 +54,12 @@ pub fn router(state: AppState) -> Router {
         .allow_origin(cors_origins(&state))
         .allow_methods(Any)
         .allow_headers(Any)
-        .expose_headers([axum::http::HeaderName::from_static("streambus-recovered")]);
+        .expose_headers([
+            axum::http::HeaderName::from_static("streambus-recovered"),
+            axum::http::HeaderName::from_static("streambus-unchanged"),
+            axum::http::header::ETAG,
+            axum::http::header::RETRY_AFTER,
+        ]);
     Router::new()
         .nest("/api/v1", api.clone())
         .nest("/api", api)
