@@ -377,11 +377,14 @@ mod tests {
         for m in [Method::PUT, Method::PATCH, Method::DELETE] {
             assert_eq!(need(m, "/api/v1/state/board/k"), Need::Publish);
         }
+        // Writes are publishes (not audited); deletions are audited.
         let audited =
-            crate::audit::action_of(&Method::DELETE, "/api/v1/state/board/k", &Need::Publish);
+            |m: Method| crate::audit::action_of(&m, "/api/v1/state/board/k", &Need::Publish);
+        assert_eq!(audited(Method::PUT), None);
+        assert_eq!(audited(Method::PATCH), None);
         assert_eq!(
-            audited, None,
-            "state writes are publishes, not audited controls"
+            audited(Method::DELETE),
+            Some(("state.delete".to_owned(), "board/k".to_owned()))
         );
     }
 }
