@@ -106,13 +106,41 @@ fn unidentified() -> ServerMessage {
 }
 
 /// Sleeps until the connection's token expires (forever without one).
-async fn expiry(who: &Option<Identity>) {
-    match who.as_ref().and_then(|w| w.expires) {
-        Some(exp) => {
-            let now = u64::try_from(time::now_ms() / 1000).unwrap_or(0);
-            tokio::time::sleep(Duration::from_secs(exp.saturating_sub(now))).await;
+/// The timer that closes the connection when its token expires: made once
+/// per identity (not per loop turn), and only when there is an expiry.
+struct Expiry {
+    at: Option<u64>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Expiry {
+    fn new() -> Self {
+        Self {
+            at: None,
+            timer: None,
         }
-        None => std::future::pending().await,
+    }
+
+    /// Follows the connection's identity (an `AUTH` frame may renew it).
+    fn follow(&mut self, who: &Option<Identity>) {
+        let at = who.as_ref().and_then(|w| w.expires);
+        if at == self.at {
+            return;
+        }
+        self.at = at;
+        self.timer = at.map(|exp| {
+            let now = u64::try_from(time::now_ms() / 1000).unwrap_or(0);
+            Box::pin(tokio::time::sleep(Duration::from_secs(
+                exp.saturating_sub(now),
+            )))
+        });
+    }
+
+    async fn expired(&mut self) {
+        match &mut self.timer {
+            Some(t) => t.as_mut().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -169,19 +197,24 @@ async fn connection(
     // not one per loop turn (that would take the token's lock per event).
     let shutdown = state.shutdown.clone().cancelled_owned();
     tokio::pin!(shutdown);
+    let mut expiry = Expiry::new();
+    expiry.follow(&conn.who);
     loop {
         tokio::select! {
             _ = &mut shutdown => {
                 close_with(&mut sink, close::GOING_AWAY, "server shutting down").await;
                 break;
             }
-            _ = expiry(&conn.who) => {
+            _ = expiry.expired() => {
                 close_with(&mut sink, close::TOKEN_EXPIRED, "token expired; send AUTH with a fresh token before it expires").await;
                 break;
             }
             frame = frames.next(), if inflight.len() < max_inflight => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let outcome = handle_text(&state, &text, &mut conn, &mut inflight).await;
+                    // Boxed: its future is large (subscribing, controls) and
+                    // would otherwise sit in every idle connection's state.
+                    let outcome = Box::pin(handle_text(&state, &text, &mut conn, &mut inflight)).await;
+                    expiry.follow(&conn.who);
                     if let Some(reply) = outcome && send(&mut sink, reply).await.is_err() {
                         break;
                     }
