@@ -132,7 +132,7 @@ pub fn key_hash(secret: &str) -> String {
 }
 
 /// Appends base64url (RFC 4648 §5) of `bytes` without padding.
-fn base64url(bytes: &[u8], out: &mut String) {
+pub fn base64url(bytes: &[u8], out: &mut String) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     for chunk in bytes.chunks(3) {
         let n = chunk

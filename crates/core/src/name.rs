@@ -10,6 +10,14 @@ pub const MAX_ID_LEN: usize = 128;
 /// Maximum length of a `source`.
 pub const MAX_SOURCE_LEN: usize = 200;
 
+/// FNV-1a (64-bit): a stable hash every node computes alike, for ids too
+/// long to keep whole and for advisory-lock keys.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Is `s` a valid stream name?
 pub fn is_stream_name(s: &str) -> bool {
     let b = s.as_bytes();

@@ -302,13 +302,7 @@ fn short_id(id: String) -> String {
         return id;
     }
     let kind = id.split(':').next().unwrap_or("ov");
-    format!("{kind}:{:016x}", fnv1a(id.as_bytes()))
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    format!("{kind}:{:016x}", crate::name::fnv1a(id.as_bytes()))
 }
 
 /// One item of a queue: an event in one of its plays on one overlay.

@@ -115,7 +115,7 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
         }
     };
     let state = AppState::new(config, store, log, verifier);
-    let tenants = state.tenants().await.unwrap_or_else(|e| {
+    let tenants = state.refresh_tenants().await.unwrap_or_else(|e| {
         warn!(error = %e, "cannot list tenants");
         vec![DEFAULT_TENANT.to_owned()]
     });

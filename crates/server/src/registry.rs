@@ -129,7 +129,7 @@ pub async fn run(state: AppState) {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = tick.tick() => {
-                let tenants = match state.tenants().await {
+                let tenants = match state.refresh_tenants().await {
                     Ok(t) => t,
                     Err(e) => {
                         warn!(error = %e, "cannot list tenants");

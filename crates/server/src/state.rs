@@ -85,23 +85,31 @@ impl AppState {
 }
 
 impl AppState {
-    /// Every tenant: `default` and those created by its admins. Also keeps
-    /// this node's per-tenant limits in step with the records.
+    /// Every tenant: `default` and those created by its admins.
     ///
     /// # Errors
     /// When the store cannot list them.
     pub async fn tenants(&self) -> Result<Vec<String>, streambus_core::StoreError> {
-        let mut names = vec![streambus_core::DEFAULT_TENANT.to_owned()];
-        for t in self.store.list_tenants().await? {
-            if t.name == streambus_core::DEFAULT_TENANT {
-                continue;
-            }
+        let records = self.store.list_tenants().await?;
+        Ok(tenant_names(records.into_iter().map(|t| t.name)))
+    }
+
+    /// [`Self::tenants`], also bringing this node's per-tenant limits in step
+    /// with the records (another node may have changed them).
+    ///
+    /// # Errors
+    /// When the store cannot list them.
+    pub async fn refresh_tenants(&self) -> Result<Vec<String>, streambus_core::StoreError> {
+        let records = self.store.list_tenants().await?;
+        for t in records
+            .iter()
+            .filter(|t| t.name != streambus_core::DEFAULT_TENANT)
+        {
             if let Err(e) = self.limiter.set_tenant(&t.name, &t.limits) {
                 tracing::warn!(tenant = %t.name, error = %e, "tenant limits ignored");
             }
-            names.push(t.name);
         }
-        Ok(names)
+        Ok(tenant_names(records.into_iter().map(|t| t.name)))
     }
 
     /// Connections per stream on every node: this node's live counts plus the
@@ -131,4 +139,12 @@ impl Deref for AppState {
     fn deref(&self) -> &Inner {
         &self.0
     }
+}
+
+/// `default` first, then the stored tenants' names.
+fn tenant_names(stored: impl Iterator<Item = String>) -> Vec<String> {
+    let default = streambus_core::DEFAULT_TENANT;
+    std::iter::once(default.to_owned())
+        .chain(stored.filter(|n| n != default))
+        .collect()
 }

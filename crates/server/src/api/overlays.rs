@@ -310,27 +310,29 @@ fn on_overlays(state: &AppState, tenant: &str, id: &str) -> Vec<(String, u32, St
     })
 }
 
-/// The answer to a cancel or replay: the event's status and its rows.
-async fn outcome(state: &AppState, tenant: &str, id: &str) -> Result<Value, ApiError> {
-    let record = state
-        .store
-        .get(tenant, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no event `{id}`")))?;
+/// The answer to a cancel or replay: the event's status (from the queues,
+/// else `own`, the event's own) and its rows.
+fn outcome(state: &AppState, tenant: &str, id: &str, own: Option<Status>) -> Value {
     let overlays: Vec<Value> = on_overlays(state, tenant, id)
         .into_iter()
         .map(|(o, play, s)| json!({"overlay_id": o, "play": play, "status": s.as_str()}))
         .collect();
-    let status = state
-        .overlays
-        .read(tenant, |q| q.event_status(id))
-        .or(record.event.status);
-    Ok(json!({
+    let status = state.overlays.read(tenant, |q| q.event_status(id)).or(own);
+    json!({
         "success": true,
         "event_id": id,
         "status": status.map(Status::as_str),
         "overlays": overlays,
-    }))
+    })
+}
+
+/// Does `tenant` have overlay `overlay`?
+fn check_overlay_exists(state: &AppState, tenant: &str, overlay: &str) -> Result<(), ApiError> {
+    if state.overlays.read(tenant, |q| q.get(overlay).is_some()) {
+        Ok(())
+    } else {
+        Err(unknown_overlay(overlay))
+    }
 }
 
 /// Cancels an event on `target` or on every overlay that has it queued or
@@ -347,10 +349,7 @@ pub async fn cancel(
     target: Option<String>,
 ) -> Result<Value, ApiError> {
     if let Some(t) = &target {
-        state
-            .overlays
-            .view(tenant, t, 0)
-            .ok_or_else(|| unknown_overlay(t))?;
+        check_overlay_exists(state, tenant, t)?;
     }
     // A scheduled event not yet due is withdrawn before it is ever sent.
     if let Some(held) = crate::schedule::cancel(state, tenant, id).await? {
@@ -388,11 +387,11 @@ pub async fn cancel(
         None if places.iter().any(|(_, _, s)| live(*s)) => {}
         None if places.is_empty() || e.class != EventClass::Animated => {
             // No queue holds it: the event's own lifecycle changes.
-            state
+            let changed = state
                 .store
                 .set_event_status(tenant, id, Status::Cancelled, time::now_ms())
                 .await?;
-            return outcome(state, tenant, id).await;
+            return Ok(outcome(state, tenant, id, changed.event.status));
         }
         None => {
             let s = state
@@ -411,7 +410,7 @@ pub async fn cancel(
         },
     )
     .await?;
-    outcome(state, tenant, id).await
+    Ok(outcome(state, tenant, id, e.status))
 }
 
 /// Queues a finished event again on `target`, or on every overlay that
@@ -441,10 +440,7 @@ pub async fn replay(
     let places = on_overlays(state, tenant, id);
     let targets: Vec<String> = match &target {
         Some(t) => {
-            state
-                .overlays
-                .view(tenant, t, 0)
-                .ok_or_else(|| unknown_overlay(t))?;
+            check_overlay_exists(state, tenant, t)?;
             if let Some((_, _, s)) = places.iter().find(|(o, _, _)| o == t)
                 && !s.is_terminal()
             {
@@ -491,7 +487,7 @@ pub async fn replay(
         )
         .await?;
     }
-    outcome(state, tenant, id).await
+    Ok(outcome(state, tenant, id, e.status))
 }
 
 async fn event_overlays(

@@ -13,7 +13,7 @@ use streambus_core::ValidationError;
 use streambus_core::name::{MAX_ID_LEN, is_event_id};
 
 use super::config::SourceConfig;
-use super::fnv1a;
+use streambus_core::name::fnv1a;
 
 /// Hex digits of the signature used as the delivery key when the partner
 /// sends no delivery id.

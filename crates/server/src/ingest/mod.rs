@@ -72,13 +72,6 @@ impl Ingest {
     }
 }
 
-/// FNV-1a, for ids too long to keep whole (as `core::overlay` does).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,12 +137,8 @@ fn quote_ident(s: &str) -> String {
 /// A stable advisory-lock key for `purpose` in `schema` (FNV-1a, so every node
 /// computes the same key).
 pub(super) fn lock_key(purpose: &str, schema: Option<&str>) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let text = format!("streambus:{purpose}:{}", schema.unwrap_or(""));
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = streambus_core::name::fnv1a(text.as_bytes());
     i64::from_ne_bytes(h.to_ne_bytes())
 }
 
