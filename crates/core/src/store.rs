@@ -161,6 +161,30 @@ pub struct Retention {
     pub max_age_ms: i64,
 }
 
+/// An automation catalog (issue 6): rules, outgoing webhooks and pollers
+/// made over the API, each a set of named JSON bodies per tenant whose shape
+/// the server owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Catalog {
+    /// Detectors that derive events.
+    Rules,
+    /// Outgoing webhooks.
+    Webhooks,
+    /// URLs watched for changes.
+    Pollers,
+}
+
+impl Catalog {
+    /// What an entry of it is called in messages.
+    pub fn what(self) -> &'static str {
+        match self {
+            Self::Rules => "rule",
+            Self::Webhooks => "webhook",
+            Self::Pollers => "poller",
+        }
+    }
+}
+
 /// Called by a store, in offset order, after each commit.
 pub type CommitHook = Arc<dyn Fn(&[Arc<Record>]) + Send + Sync>;
 
@@ -299,6 +323,64 @@ pub trait EventStore: Send + Sync + 'static {
     /// # Errors
     /// `Unavailable` when the engine fails.
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError>;
+
+    /// Creates or replaces the entry `name` of `catalog`; true when it was new.
+    ///
+    /// The catalog methods have defaults only so that wrappers and test
+    /// doubles need not forward them: the default keeps nothing (reads find
+    /// nothing, writes refuse). Every real backend overrides all four.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn put_entry(
+        &self,
+        catalog: Catalog,
+        _tenant: &str,
+        _name: &str,
+        _body: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable(
+            format!("this store keeps no {}s", catalog.what()).into(),
+        ))
+    }
+
+    /// One entry of `catalog` by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_entry(
+        &self,
+        _catalog: Catalog,
+        _tenant: &str,
+        _name: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(None)
+    }
+
+    /// Every entry of `catalog` for the tenant, by name.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_entries(
+        &self,
+        _catalog: Catalog,
+        _tenant: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Removes an entry; true when there was one.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_entry(
+        &self,
+        _catalog: Catalog,
+        _tenant: &str,
+        _name: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 
     /// Stores an overlay's subscription (the canonical filter JSON of
     /// [`crate::consumer::filter_to_json`]); true when it was new.

@@ -80,6 +80,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "state",
             sql: include_str!("../migrations/sqlite/0007_state.sql"),
         },
+        Migration {
+            version: 8,
+            name: "automation",
+            sql: include_str!("../migrations/sqlite/0008_automation.sql"),
+        },
     ],
 };
 
@@ -123,6 +128,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 7,
             name: "state",
             sql: include_str!("../migrations/postgres/0007_state.sql"),
+        },
+        Migration {
+            version: 8,
+            name: "automation",
+            sql: include_str!("../migrations/postgres/0008_automation.sql"),
         },
     ],
 };

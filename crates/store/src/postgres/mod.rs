@@ -61,7 +61,7 @@ use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
-    Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
+    Appended, Catalog, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
 use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
@@ -349,6 +349,46 @@ impl EventStore for PgStore {
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         self.check_open()?;
         catalog::delete(&self.pool, &catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn put_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::put(&self.pool, catalog::table_of(catalog), tenant, name, body).await
+    }
+
+    async fn get_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.check_open()?;
+        catalog::get(&self.pool, catalog::table_of(catalog), tenant, name).await
+    }
+
+    async fn list_entries(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.check_open()?;
+        catalog::list(&self.pool, catalog::table_of(catalog), tenant).await
+    }
+
+    async fn delete_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        catalog::delete(&self.pool, catalog::table_of(catalog), tenant, name).await
     }
 
     async fn put_subscription(

@@ -74,6 +74,21 @@ macro_rules! table {
 pub(super) static EVENT_TYPES: Table = table!("event type", "event_types", "name");
 /// `event_templates`, keyed by template name.
 pub(super) static TEMPLATES: Table = table!("template", "event_templates", "name");
+/// The automation catalogs (migration 0008), keyed by entry name.
+pub(super) static RULES: Table = table!("rule", "rules", "name");
+pub(super) static WEBHOOKS: Table = table!("webhook", "webhooks", "name");
+pub(super) static POLLERS: Table = table!("poller", "pollers", "name");
+
+/// The table of `catalog`.
+pub(super) fn table_of(catalog: streambus_core::store::Catalog) -> &'static Table {
+    use streambus_core::store::Catalog;
+    match catalog {
+        Catalog::Rules => &RULES,
+        Catalog::Webhooks => &WEBHOOKS,
+        Catalog::Pollers => &POLLERS,
+    }
+}
+
 /// `event_subscriptions`, keyed by overlay id.
 pub(super) static SUBSCRIPTIONS: Table =
     table!("subscription", "event_subscriptions", "overlay_id");

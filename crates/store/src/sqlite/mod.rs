@@ -53,7 +53,7 @@ use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
-    Appended, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
+    Appended, Catalog, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
 };
 use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
@@ -375,6 +375,44 @@ impl EventStore for SqliteStore {
 
     async fn delete_template(&self, tenant: &str, name: &str) -> Result<bool, StoreError> {
         self.delete_doc(&catalog::TEMPLATES, tenant, name).await
+    }
+
+    async fn put_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        self.put_doc(catalog::table_of(catalog), tenant, name, body)
+            .await
+    }
+
+    async fn get_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        catalog::get_doc(&self.reads, catalog::table_of(catalog), tenant, name).await
+    }
+
+    async fn list_entries(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        catalog::list_docs(&self.reads, catalog::table_of(catalog), tenant).await
+    }
+
+    async fn delete_entry(
+        &self,
+        catalog: Catalog,
+        tenant: &str,
+        name: &str,
+    ) -> Result<bool, StoreError> {
+        self.delete_doc(catalog::table_of(catalog), tenant, name)
+            .await
     }
 
     async fn put_subscription(

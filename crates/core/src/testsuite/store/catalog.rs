@@ -199,3 +199,65 @@ pub async fn subscriptions_are_stored_per_overlay(store: &dyn EventStore) {
     );
     assert!(!store.delete_subscription(&t, "main").await.expect("delete"));
 }
+
+/// The automation catalogs: each keeps its own entries per tenant, put
+/// creates then replaces, list is by name, delete says whether there was one.
+pub async fn automation_catalogs_are_separate_per_tenant(store: &dyn EventStore) {
+    use crate::store::Catalog;
+    let (t, other) = (fresh_tenant("auto"), fresh_tenant("auto-o"));
+    for catalog in [Catalog::Rules, Catalog::Webhooks, Catalog::Pollers] {
+        let b = json!({"name": "b", "what": catalog.what(), "n": 1});
+        let a = json!({"name": "a", "nested": {"x": [1, 2]}});
+        assert!(store.put_entry(catalog, &t, "b", &b).await.expect("put"));
+        assert!(store.put_entry(catalog, &t, "a", &a).await.expect("put"));
+        let b2 = json!({"name": "b", "n": 2});
+        assert!(
+            !store.put_entry(catalog, &t, "b", &b2).await.expect("put"),
+            "second put replaces"
+        );
+        assert_eq!(
+            store.get_entry(catalog, &t, "b").await.expect("get"),
+            Some(b2.clone())
+        );
+        assert_eq!(
+            store.list_entries(catalog, &t).await.expect("list"),
+            vec![a.clone(), b2.clone()],
+            "listed by name"
+        );
+        assert!(
+            store
+                .list_entries(catalog, &other)
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert_eq!(
+            store.get_entry(catalog, &other, "b").await.expect("get"),
+            None
+        );
+        assert!(
+            !store
+                .delete_entry(catalog, &other, "b")
+                .await
+                .expect("delete")
+        );
+        assert!(store.delete_entry(catalog, &t, "b").await.expect("delete"));
+        assert!(!store.delete_entry(catalog, &t, "b").await.expect("delete"));
+        assert_eq!(
+            store.list_entries(catalog, &t).await.expect("list"),
+            vec![a]
+        );
+    }
+    // Catalogs do not share entries: a rule named `a` is not a webhook.
+    store
+        .delete_entry(Catalog::Rules, &t, "a")
+        .await
+        .expect("delete");
+    assert!(
+        store
+            .get_entry(Catalog::Webhooks, &t, "a")
+            .await
+            .expect("get")
+            .is_some()
+    );
+}

@@ -306,6 +306,7 @@ pub async fn run_all(store: &dyn EventStore) {
     event_types_are_stored_per_tenant(store).await;
     templates_are_stored_per_tenant(store).await;
     subscriptions_are_stored_per_overlay(store).await;
+    automation_catalogs_are_separate_per_tenant(store).await;
     animation_status_rows_follow_the_lifecycle(store).await;
     event_status_is_kept_in_the_stored_body(store).await;
     scheduled_events_are_held_per_tenant(store).await;
@@ -350,6 +351,7 @@ macro_rules! store_conformance_tests {
             event_types_are_stored_per_tenant,
             templates_are_stored_per_tenant,
             subscriptions_are_stored_per_overlay,
+            automation_catalogs_are_separate_per_tenant,
             animation_status_rows_follow_the_lifecycle,
             event_status_is_kept_in_the_stored_body,
             scheduled_events_are_held_per_tenant,
