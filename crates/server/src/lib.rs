@@ -6,6 +6,7 @@
 //! - [`state`]: what handlers share; only the seam traits, never a backend.
 //! - [`hub`]: the node's fan-out; [`subscription`]: one connection's view of it.
 //! - [`overlays`]: the overlay playout queues, folded from the log.
+//! - [`follow`]: the loop that folds the log into an engine's view.
 //! - [`publish`]: the one publish path; [`generator`]: demo streams.
 //! - [`schedule`]: holds events scheduled for later and releases them when due.
 //! - [`registry`]: this node's compiled copy of the event-type registry.
@@ -19,6 +20,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod follow;
 pub mod generator;
 pub mod hub;
 pub mod ingest;

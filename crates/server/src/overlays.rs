@@ -18,7 +18,7 @@ use streambus_core::event::{Event, EventClass, Record, Status};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::log::LogError;
 use streambus_core::overlay::{Effect, Op, Queues, STREAM, Settings, status_frame};
-use streambus_core::store::{Appended, EventQuery};
+use streambus_core::store::Appended;
 use streambus_core::time;
 use streambus_core::validate::{NewEvent, new_event_id};
 use tokio::sync::{Notify, broadcast, mpsc, watch};
@@ -379,13 +379,13 @@ impl Overlays {
         let mut records: Vec<Arc<Record>> = Vec::new();
         for tenant in state.tenants().await? {
             records.extend(
-                read_all(state, &tenant, from, head, |q| {
+                crate::follow::read_range(state, &tenant, from, head, |q| {
                     q.streams = Some(vec![STREAM.to_owned()]);
                 })
                 .await?,
             );
             records.extend(
-                read_all(state, &tenant, from, head, |q| {
+                crate::follow::read_range(state, &tenant, from, head, |q| {
                     q.class = Some(EventClass::Animated);
                 })
                 .await?,
@@ -559,38 +559,6 @@ pub async fn publish_op(state: &AppState, tenant: &str, op: Op) -> Result<Append
         },
     )
     .await
-}
-
-/// Reads every record of a query shape after `from` up to `head`.
-async fn read_all(
-    state: &AppState,
-    tenant: &str,
-    from: u64,
-    head: u64,
-    shape: impl Fn(&mut EventQuery),
-) -> Result<Vec<Arc<Record>>, ApiError> {
-    let mut out = Vec::new();
-    let mut cursor = from;
-    loop {
-        let mut q = EventQuery {
-            cursor: Some(cursor),
-            limit: 1000,
-            ..Default::default()
-        };
-        shape(&mut q);
-        let page = state.store.query(tenant, &q).await?;
-        let done = page.next_cursor.is_none() || page.records.is_empty();
-        for r in page.records {
-            if r.offset() > head {
-                return Ok(out);
-            }
-            cursor = r.offset();
-            out.push(r);
-        }
-        if done {
-            return Ok(out);
-        }
-    }
 }
 
 /// Stores status rows and event-level statuses, in order, off the fold's path.

@@ -252,7 +252,15 @@ pub fn requirement(method: &Method, path: &str, query: Option<&str>) -> Need {
     match (read, parts.as_slice()) {
         // Authenticated by its HMAC signature instead (docs/INGEST.md).
         (false, ["ingest", "webhook", _]) => Need::Public,
-        (true, ["pollers"]) => Need::Control,
+        // Automation (issue 6): operators read and test; administrators
+        // change what runs unattended.
+        (true, ["pollers" | "rules" | "webhooks", ..]) => Need::Control,
+        (false, ["rules", _, "test"]) => Need::Control,
+        (false, ["webhooks", _, "deliveries", _, "redeliver"]) => Need::Control,
+        (false, ["pollers" | "rules" | "webhooks", ..]) => Need::Administer,
+        // Tracked requests (SPEC §6): a handler's report is a publish.
+        (true, ["requests", ..]) => Need::Control,
+        (false, ["requests", _, _]) => Need::Publish,
         (_, ["ws"]) => Need::Identified,
         (true, ["events"] | ["events", "history"]) => {
             let stream = query

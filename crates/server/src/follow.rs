@@ -1,0 +1,171 @@
+//! Following the log: the one loop behind every engine that folds the bus
+//! into its own view (rules, tracked requests, outgoing webhooks).
+//!
+//! [`run`] replays what storage holds (every tenant, in offset order, with
+//! `replay` set), tells the fold it is live ([`Fold::live`]), then folds
+//! the live tail record by record. When the tail lags or fails it reads the
+//! gap from storage, so a fold sees every record after its start exactly
+//! once and in offset order. Between records it calls [`Fold::tick`] when
+//! the fold's own deadline ([`Fold::next_tick`]) falls due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use streambus_core::event::Record;
+use streambus_core::log::LogError;
+use streambus_core::store::EventQuery;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::api::error::ApiError;
+use crate::state::AppState;
+
+/// Records read from storage per page.
+const PAGE: usize = 1000;
+/// How long a failed read waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// An engine's view of the log.
+#[async_trait]
+pub trait Fold: Send + 'static {
+    /// Names the engine in logs.
+    fn name(&self) -> &'static str;
+
+    /// Narrows the storage reads (for example to one stream); by default
+    /// every record is read. Records outside it must not matter to the fold.
+    fn shape(&self, _query: &mut EventQuery) {}
+
+    /// Folds records in offset order. `replay` is true while the history
+    /// stored before this node started is read: effects that already
+    /// happened then (deliveries, derived events) must not be repeated.
+    async fn apply(&mut self, state: &AppState, records: &[Arc<Record>], replay: bool);
+
+    /// Called once the stored history is folded, before the live tail.
+    async fn live(&mut self, _state: &AppState) {}
+
+    /// When [`Fold::tick`] should next run, if ever.
+    fn next_tick(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Time-driven work (timeouts, retries).
+    async fn tick(&mut self, _state: &AppState) {}
+}
+
+/// Folds the stored history into `fold`, then the live tail, until shutdown.
+pub async fn run<F: Fold>(state: AppState, mut fold: F) {
+    // Opened first, so nothing appended during the replay is missed; what
+    // the replay already covered is skipped by offset.
+    let mut tail = state.log.tail();
+    let mut folded = loop {
+        match catch_up(&state, &mut fold, 0, true).await {
+            Ok(last) => break last,
+            Err(e) => {
+                warn!(engine = fold.name(), error = %e, "cannot read history; retrying");
+                tokio::select! {
+                    _ = state.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    };
+    info!(engine = fold.name(), folded, "history folded");
+    fold.live(&state).await;
+    loop {
+        let due = fold.next_tick();
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = sleep_until(due) => fold.tick(&state).await,
+            next = tail.next() => match next {
+                Ok(record) if record.offset() > folded => {
+                    folded = record.offset();
+                    fold.apply(&state, &[record], false).await;
+                }
+                Ok(_) => {}
+                Err(LogError::Closed) => break,
+                Err(e) => {
+                    if !matches!(e, LogError::Lagged { .. }) {
+                        warn!(engine = fold.name(), error = %e, "tail failed; reopening");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        tail = state.log.tail();
+                    }
+                    match catch_up(&state, &mut fold, folded, false).await {
+                        Ok(last) => folded = last,
+                        Err(e) => warn!(engine = fold.name(), error = %e, "cannot catch up"),
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Folds what storage holds after `from` up to the log's head, every tenant
+/// merged in offset order; returns the offset folded to.
+async fn catch_up<F: Fold>(
+    state: &AppState,
+    fold: &mut F,
+    from: u64,
+    replay: bool,
+) -> Result<u64, ApiError> {
+    let head = state.log.head().await?;
+    let mut records = Vec::new();
+    for tenant in state.tenants().await? {
+        records.extend(read_range(state, &tenant, from, head, |q| fold.shape(q)).await?);
+    }
+    records.sort_by_key(|r| r.offset());
+    debug!(
+        engine = fold.name(),
+        from,
+        head,
+        records = records.len(),
+        "read from storage"
+    );
+    for chunk in records.chunks(PAGE) {
+        fold.apply(state, chunk, replay).await;
+    }
+    Ok(head.max(from))
+}
+
+/// Every record of one tenant after `from` up to `head`, in offset order,
+/// narrowed by `shape`.
+///
+/// # Errors
+/// When storage cannot be read.
+pub async fn read_range(
+    state: &AppState,
+    tenant: &str,
+    from: u64,
+    head: u64,
+    shape: impl Fn(&mut EventQuery),
+) -> Result<Vec<Arc<Record>>, ApiError> {
+    let mut out = Vec::new();
+    let mut cursor = from;
+    loop {
+        let mut q = EventQuery {
+            cursor: Some(cursor),
+            limit: PAGE,
+            ..Default::default()
+        };
+        shape(&mut q);
+        let page = state.store.query(tenant, &q).await?;
+        let done = page.next_cursor.is_none() || page.records.is_empty();
+        for r in page.records {
+            if r.offset() > head {
+                return Ok(out);
+            }
+            cursor = r.offset();
+            out.push(r);
+        }
+        if done {
+            return Ok(out);
+        }
+    }
+}
