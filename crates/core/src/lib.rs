@@ -16,6 +16,7 @@
 //!   only these traits; SQLite/PostgreSQL and in-process/JetStream implement them.
 //! - [`keys`]: API keys and tenant records, key secrets and their hashes (SPEC §5).
 //! - [`audit`]: audit-log entries and their query (SPEC §5).
+//! - [`request`]: tracked requests (`…:requested` and their reports, SPEC §6).
 //! - [`state`]: live keyed state — JSON merge patch (RFC 7396), versions and
 //!   the compare-and-set decision every store makes (SPEC §2 "State").
 //! - [`time`]: clock helpers (Unix seconds and RFC 3339 with milliseconds).
@@ -34,6 +35,8 @@ pub mod lifecycle;
 pub mod log;
 pub mod name;
 pub mod overlay;
+pub mod request;
+pub mod rule;
 pub mod state;
 pub mod store;
 pub mod template;

@@ -21,6 +21,12 @@
 //! And live keyed state (SPEC §2 "State", issue 6): versioned JSON
 //! documents per (tenant, stream, key), written by compare-and-set with the
 //! rules of [`crate::state`], each change remembered until it is announced.
+//!
+//! And outgoing webhook deliveries (issue 6 point 4, [`delivery`]): one row
+//! per (webhook, event), inserted once whichever node folds the event,
+//! claimed with a lease so each attempt is made by one node.
+
+pub mod delivery;
 
 use std::sync::Arc;
 
@@ -35,6 +41,7 @@ use crate::lifecycle::AnimationStatus;
 use crate::state::{StateDoc, StateOutcome, StateWrite};
 use crate::template::Template;
 use crate::validate::NewEvent;
+pub use delivery::{AttemptResult, Delivery, DeliveryState};
 
 /// Store failures, named for what the caller can do.
 #[derive(Debug, thiserror::Error)]
@@ -757,5 +764,142 @@ pub trait EventStore: Send + Sync + 'static {
         _version: u64,
     ) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Stores new deliveries of the tenant, each once: a delivery whose id
+    /// the tenant already holds is skipped and the stored row kept as it is
+    /// (every node inserts the same rows). Returns how many were new.
+    ///
+    /// The delivery methods have defaults only so that wrappers and test
+    /// doubles need not forward them: the default holds nothing (reads find
+    /// nothing, this refuses). Every real backend overrides all nine.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails or cannot hold deliveries; then
+    /// none of them is stored.
+    async fn put_deliveries(
+        &self,
+        _tenant: &str,
+        _deliveries: &[Delivery],
+    ) -> Result<usize, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store cannot hold webhook deliveries".into(),
+        ))
+    }
+
+    /// One delivery by id.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when it does not decode.
+    async fn get_delivery(&self, _tenant: &str, _id: &str) -> Result<Option<Delivery>, StoreError> {
+        Ok(None)
+    }
+
+    /// The deliveries of one webhook, newest event first (ties by id,
+    /// descending), only those in `state` when given, at most `limit`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails; `Corrupt` when one does not decode.
+    async fn list_deliveries(
+        &self,
+        _tenant: &str,
+        _webhook: &str,
+        _state: Option<DeliveryState>,
+        _limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// The largest event offset among the webhook's deliveries, if it has
+    /// any: where a restarted node resumes creating them.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn last_delivery_offset(
+        &self,
+        _tenant: &str,
+        _webhook: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    /// Takes up to `limit` pending deliveries of any tenant that are due
+    /// (`next_attempt_ms <= now_ms`) and not leased (`lease_until_ms <=
+    /// now_ms`), soonest due first, and leases them until `lease_until_ms`;
+    /// returns them, with their tenant, as stored after the claim. Atomic:
+    /// of concurrent claims (from any node) each row goes to at most one
+    /// until its lease lapses. `lease_until_ms` must be later than `now_ms`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails (nothing is leased then).
+    async fn claim_deliveries(
+        &self,
+        _now_ms: i64,
+        _lease_until_ms: i64,
+        _limit: usize,
+    ) -> Result<Vec<(String, Delivery)>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Records one attempt of a claimed delivery: counts it, writes
+    /// `result` and releases the lease, but only while the row is still
+    /// pending and leased with `lease_until_ms` (the claim's token). True
+    /// when written; false when the row is gone, was redelivered or was
+    /// claimed again after the lease lapsed (nothing changes then).
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn finish_delivery(
+        &self,
+        _tenant: &str,
+        _id: &str,
+        _lease_until_ms: i64,
+        _result: &AttemptResult,
+        _now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Gives a claimed delivery back without an attempt (its node will not
+    /// make one now): clears the lease and makes it due at
+    /// `next_attempt_ms`, its attempts unchanged, but only while it is still
+    /// pending and leased with `lease_until_ms`. True when given back.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn release_delivery(
+        &self,
+        _tenant: &str,
+        _id: &str,
+        _lease_until_ms: i64,
+        _next_attempt_ms: i64,
+        _now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Sends a delivery again, whatever its state: back to pending with no
+    /// attempts, due at `now_ms`, its lease cleared (a result of an attempt
+    /// still in flight is then dropped). Returns the stored row, or `None`
+    /// when the tenant has no such delivery.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn redeliver(
+        &self,
+        _tenant: &str,
+        _id: &str,
+        _now_ms: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        Ok(None)
+    }
+
+    /// Removes every delivery of one webhook of the tenant (the webhook was
+    /// deleted); returns how many.
+    ///
+    /// # Errors
+    /// `Unavailable` when the engine fails.
+    async fn delete_deliveries(&self, _tenant: &str, _webhook: &str) -> Result<u64, StoreError> {
+        Ok(0)
     }
 }

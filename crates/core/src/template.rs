@@ -290,11 +290,17 @@ fn collect(v: &Value, out: &mut Vec<String>) {
 }
 
 fn substitute(v: &Value, values: &Map<String, Value>) -> Value {
+    render(v, &|name| values.get(name))
+}
+
+/// Substitutes the `{{name}}` placeholders of `v` (by the rules above) with
+/// what `lookup` finds for each name; a name it does not find is `null`.
+pub fn render<'a>(v: &Value, lookup: &dyn Fn(&str) -> Option<&'a Value>) -> Value {
     match v {
         Value::String(s) => {
             let parts = pieces(s);
             if let [Piece::Param(name)] = parts.as_slice() {
-                return values.get(*name).cloned().unwrap_or(Value::Null);
+                return lookup(name).cloned().unwrap_or(Value::Null);
             }
             if !parts.iter().any(|p| matches!(p, Piece::Param(_))) {
                 return v.clone();
@@ -303,7 +309,7 @@ fn substitute(v: &Value, values: &Map<String, Value>) -> Value {
             for p in parts {
                 match p {
                     Piece::Text(t) => text.push_str(t),
-                    Piece::Param(name) => match values.get(name) {
+                    Piece::Param(name) => match lookup(name) {
                         Some(Value::String(x)) => text.push_str(x),
                         None | Some(Value::Null) => {}
                         Some(other) => text.push_str(&other.to_string()),
@@ -312,10 +318,10 @@ fn substitute(v: &Value, values: &Map<String, Value>) -> Value {
             }
             Value::String(text)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|i| substitute(i, values)).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(|i| render(i, lookup)).collect()),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, i)| (k.clone(), substitute(i, values)))
+                .map(|(k, i)| (k.clone(), render(i, lookup)))
                 .collect(),
         ),
         other => other.clone(),

@@ -85,6 +85,11 @@ pub const SQLITE: MigrationSet = MigrationSet {
             name: "automation",
             sql: include_str!("../migrations/sqlite/0008_automation.sql"),
         },
+        Migration {
+            version: 9,
+            name: "webhook_deliveries",
+            sql: include_str!("../migrations/sqlite/0009_webhook_deliveries.sql"),
+        },
     ],
 };
 
@@ -133,6 +138,11 @@ pub const POSTGRES: MigrationSet = MigrationSet {
             version: 8,
             name: "automation",
             sql: include_str!("../migrations/postgres/0008_automation.sql"),
+        },
+        Migration {
+            version: 9,
+            name: "webhook_deliveries",
+            sql: include_str!("../migrations/postgres/0009_webhook_deliveries.sql"),
         },
     ],
 };

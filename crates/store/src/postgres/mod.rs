@@ -13,7 +13,8 @@
 //! templates, overlay subscriptions) in `catalog.rs`, the lifecycle
 //! (status rows, event status) in `lifecycle.rs`, held scheduled events
 //! in `schedule.rs`, API keys, tenant records and the audit log in
-//! `security.rs`, and live keyed state in `state.rs`.
+//! `security.rs`, live keyed state in `state.rs`, and outgoing webhook
+//! deliveries in `deliveries.rs`.
 //!
 //! [`append`](EventStore::append) serves the conformance suite and a
 //! PostgreSQL-only setup: it assigns `max + 1…` inside a transaction holding a
@@ -37,6 +38,7 @@
 
 mod catalog;
 mod connect;
+mod deliveries;
 mod lifecycle;
 mod maintain;
 mod presence;
@@ -61,7 +63,8 @@ use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
-    Appended, Catalog, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
+    Appended, AttemptResult, Catalog, CommitHook, Delivery, DeliveryState, EventQuery, Page,
+    Retention, StreamInfo, StreamState,
 };
 use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
@@ -621,5 +624,96 @@ impl EventStore for PgStore {
     ) -> Result<(), StoreError> {
         self.check_open()?;
         state::mark_announced(&self.pool, tenant, stream, key, version).await
+    }
+
+    async fn put_deliveries(
+        &self,
+        tenant: &str,
+        deliveries: &[Delivery],
+    ) -> Result<usize, StoreError> {
+        self.check_open()?;
+        deliveries::put(&self.pool, tenant, deliveries).await
+    }
+
+    async fn get_delivery(&self, tenant: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        self.check_open()?;
+        deliveries::get(&self.pool, tenant, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.check_open()?;
+        deliveries::list(&self.pool, tenant, webhook, state, limit).await
+    }
+
+    async fn last_delivery_offset(
+        &self,
+        tenant: &str,
+        webhook: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.check_open()?;
+        deliveries::last_offset(&self.pool, tenant, webhook).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Delivery)>, StoreError> {
+        self.check_open()?;
+        deliveries::claim(&self.pool, now_ms, lease_until_ms, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until_ms: i64,
+        result: &AttemptResult,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        deliveries::finish(&self.pool, tenant, id, lease_until_ms, result, now_ms).await
+    }
+
+    async fn release_delivery(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until_ms: i64,
+        next_attempt_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.check_open()?;
+        deliveries::release(
+            &self.pool,
+            tenant,
+            id,
+            lease_until_ms,
+            next_attempt_ms,
+            now_ms,
+        )
+        .await
+    }
+
+    async fn redeliver(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.check_open()?;
+        deliveries::redeliver(&self.pool, tenant, id, now_ms).await
+    }
+
+    async fn delete_deliveries(&self, tenant: &str, webhook: &str) -> Result<u64, StoreError> {
+        self.check_open()?;
+        deliveries::delete(&self.pool, tenant, webhook).await
     }
 }

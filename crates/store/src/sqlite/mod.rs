@@ -21,11 +21,13 @@
 //! the lifecycle writes run on the writer task too, as short jobs between
 //! group commits (`catalog.rs`, `lifecycle.rs`), and so do the writes of
 //! held scheduled events (`schedule.rs`) and of API keys, tenant records and
-//! the audit log (`security.rs`), and of live keyed state (`state.rs`).
+//! the audit log (`security.rs`), of live keyed state (`state.rs`), and of
+//! outgoing webhook deliveries (`deliveries.rs`).
 //! Options, tunables and counters are in `options.rs`.
 
 mod catalog;
 mod checkpoint;
+mod deliveries;
 mod lifecycle;
 mod maintain;
 mod options;
@@ -53,7 +55,8 @@ use streambus_core::keys::{ApiKey, Tenant};
 use streambus_core::lifecycle::AnimationStatus;
 use streambus_core::state::{StateDoc, StateOutcome, StateWrite};
 use streambus_core::store::{
-    Appended, Catalog, CommitHook, EventQuery, Page, Retention, StreamInfo, StreamState,
+    Appended, AttemptResult, Catalog, CommitHook, Delivery, DeliveryState, EventQuery, Page,
+    Retention, StreamInfo, StreamState,
 };
 use streambus_core::template::Template;
 use streambus_core::validate::NewEvent;
@@ -592,6 +595,82 @@ impl EventStore for SqliteStore {
         version: u64,
     ) -> Result<(), StoreError> {
         self.mark_announced(tenant, stream, key, version).await
+    }
+
+    async fn put_deliveries(
+        &self,
+        tenant: &str,
+        deliveries: &[Delivery],
+    ) -> Result<usize, StoreError> {
+        self.insert_deliveries(tenant, deliveries).await
+    }
+
+    async fn get_delivery(&self, tenant: &str, id: &str) -> Result<Option<Delivery>, StoreError> {
+        deliveries::get(&self.reads, tenant, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        tenant: &str,
+        webhook: &str,
+        state: Option<DeliveryState>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        deliveries::list(&self.reads, tenant, webhook, state, limit).await
+    }
+
+    async fn last_delivery_offset(
+        &self,
+        tenant: &str,
+        webhook: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        deliveries::last_offset(&self.reads, tenant, webhook).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, Delivery)>, StoreError> {
+        self.claim(now_ms, lease_until_ms, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until_ms: i64,
+        result: &AttemptResult,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.finish(tenant, id, lease_until_ms, result, now_ms)
+            .await
+    }
+
+    async fn release_delivery(
+        &self,
+        tenant: &str,
+        id: &str,
+        lease_until_ms: i64,
+        next_attempt_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.release(tenant, id, lease_until_ms, next_attempt_ms, now_ms)
+            .await
+    }
+
+    async fn redeliver(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<Delivery>, StoreError> {
+        self.send_again(tenant, id, now_ms).await
+    }
+
+    async fn delete_deliveries(&self, tenant: &str, webhook: &str) -> Result<u64, StoreError> {
+        self.remove_deliveries(tenant, webhook).await
     }
 
     async fn close(&self) {

@@ -13,9 +13,10 @@
 //! event types, templates and overlay subscriptions; `lifecycle.rs`: status
 //! rows and the status in stored events; `schedule.rs`: held scheduled events;
 //! `security.rs`: API keys, tenant records and the audit log; `state.rs`:
-//! live keyed state.
+//! live keyed state; `deliveries.rs`: outgoing webhook deliveries.
 
 mod catalog;
+mod deliveries;
 mod lifecycle;
 mod query;
 mod schedule;
@@ -24,6 +25,7 @@ mod state;
 mod streams;
 
 pub use catalog::*;
+pub use deliveries::*;
 pub use lifecycle::*;
 pub use query::*;
 pub use schedule::*;
@@ -322,6 +324,10 @@ pub async fn run_all(store: &dyn EventStore) {
     state_unannounced_change_comes_first(store).await;
     state_concurrent_writes_get_distinct_versions(store).await;
     state_never_crosses_tenants_or_streams(store).await;
+    deliveries_are_stored_once_per_id(store).await;
+    deliveries_are_claimed_with_a_lease(store).await;
+    released_deliveries_keep_their_attempts(store).await;
+    concurrent_claims_take_disjoint_rows(store).await;
     commit_hook_sees_new_records_in_order(store).await;
     prune_by_count_keeps_newest_and_sets_pruned_through(store).await;
     prune_by_age_drops_old_events(store).await;
@@ -367,6 +373,10 @@ macro_rules! store_conformance_tests {
             state_unannounced_change_comes_first,
             state_concurrent_writes_get_distinct_versions,
             state_never_crosses_tenants_or_streams,
+            deliveries_are_stored_once_per_id,
+            deliveries_are_claimed_with_a_lease,
+            released_deliveries_keep_their_attempts,
+            concurrent_claims_take_disjoint_rows,
             run_all,
         );
     };
