@@ -51,6 +51,9 @@ const ctx = {
   },
 };
 
+// The wall link keeps the token too.
+$('[data-testid=nav-wall]').href = ctx.withToken('/wall');
+
 // ---- connection indicator ----
 
 const conn = $('#conn');

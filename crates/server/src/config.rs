@@ -57,6 +57,16 @@ pub struct Config {
     /// Signed inbound webhooks and pollers (docs/INGEST.md).
     #[serde(default)]
     pub ingest: crate::ingest::config::IngestConfig,
+    /// Outgoing webhooks' delivery settings (docs/WEBHOOKS.md).
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhooksConfig,
+    /// Tracked requests (docs/REQUESTS.md).
+    #[serde(default)]
+    pub requests: crate::requests::RequestsConfig,
+    /// Rules defined in the configuration, `[[rules]]` (docs/RULES.md),
+    /// in the `default` tenant.
+    #[serde(default)]
+    pub rules: Vec<serde_json::Value>,
 }
 
 /// `[server]`.
@@ -69,6 +79,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Run the demo streams.
     pub demo: bool,
+    /// Milliseconds between steps of the demo tournament and chat.
+    pub demo_interval_ms: u64,
     /// Heartbeat period, seconds.
     pub heartbeat_secs: u64,
     /// Shutdown drain time, seconds.
@@ -352,6 +364,18 @@ impl Config {
         }
         self.cluster.mode()?;
         self.ingest.validate()?;
+        let mut rule_ids = std::collections::HashSet::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let rule = streambus_core::rule::Rule::from_json(r.clone()).map_err(|e| {
+                ConfigError::Invalid {
+                    origin: "configuration".into(),
+                    message: format!("rules[{i}].{}: {}", e.field, e.reason),
+                }
+            })?;
+            if !rule_ids.insert(rule.def.id) {
+                return bad("rules: two rules have the same id");
+            }
+        }
         if self.cluster.stream.is_empty() || self.cluster.subject_prefix.is_empty() {
             return bad("cluster.stream and cluster.subject_prefix must not be empty");
         }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::publish::publish_one;
+use crate::random::Random;
 use crate::state::AppState;
 
 /// The seed's four default streams, started by `serve --demo`.
@@ -122,7 +123,7 @@ async fn run(
     paused: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
-    let mut rng = XorShift::seeded(&stream);
+    let rng = Random::seeded(&stream);
     let started = json!({"type": "stream_started", "message": format!("Stream '{stream}' started"),
         "data": {"stream_id": stream}});
     emit(&state, &tenant, &stream, started).await;
@@ -133,13 +134,15 @@ async fn run(
             _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
         }
         if !paused.load(Ordering::Relaxed) {
-            emit(&state, &tenant, &stream, sample(&stream, &mut rng)).await;
+            emit(&state, &tenant, &stream, sample(&stream, &rng)).await;
         }
     }
     debug!(tenant, stream, "generator stopped");
 }
 
-async fn emit(state: &AppState, tenant: &str, stream: &str, body: Value) {
+/// Publishes a demo event on `stream` through the normal path; a failure is
+/// logged.
+pub(crate) async fn emit(state: &AppState, tenant: &str, stream: &str, body: Value) {
     let ctx = PublishContext {
         stream: Some(stream),
         source: Some("generator"),
@@ -156,7 +159,7 @@ async fn emit(state: &AppState, tenant: &str, stream: &str, body: Value) {
 }
 
 /// A sample event of the kind the seed lists for each default stream.
-fn sample(stream: &str, rng: &mut XorShift) -> Value {
+fn sample(stream: &str, rng: &Random) -> Value {
     let user = format!("user_{}", 10_000 + rng.below(90_000));
     match stream {
         "system" => match rng.below(3) {
@@ -201,26 +204,6 @@ fn sample(stream: &str, rng: &mut XorShift) -> Value {
     }
 }
 
-/// A tiny PRNG: demo data needs variety, not quality.
-struct XorShift(u64);
-
-impl XorShift {
-    fn seeded(s: &str) -> Self {
-        let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ streambus_core::time::now_ms() as u64;
-        for b in s.bytes() {
-            seed = seed.rotate_left(5) ^ u64::from(b);
-        }
-        Self(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,14 +211,14 @@ mod tests {
 
     #[test]
     fn samples_are_valid_events() {
-        let mut rng = XorShift::seeded("t");
+        let rng = Random::seeded("t");
         for stream in DEMO_STREAMS.iter().chain(&["custom"]) {
             for _ in 0..20 {
                 let ctx = PublishContext {
                     stream: Some(stream),
                     ..Default::default()
                 };
-                event_from_json(sample(stream, &mut rng), &ctx).expect("valid sample");
+                event_from_json(sample(stream, &rng), &ctx).expect("valid sample");
             }
         }
     }

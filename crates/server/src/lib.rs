@@ -7,10 +7,15 @@
 //! - [`hub`]: the node's fan-out; [`subscription`]: one connection's view of it.
 //! - [`overlays`]: the overlay playout queues, folded from the log.
 //! - [`follow`]: the loop that folds the log into an engine's view.
+//! - [`demo`]: the demo tournament and chat of `serve --demo`.
 //! - [`publish`]: the one publish path; [`generator`]: demo streams.
 //! - [`schedule`]: holds events scheduled for later and releases them when due.
+//! - [`requests`]: tracked requests and their heartbeat timeouts (SPEC §6).
 //! - [`registry`]: this node's compiled copy of the event-type registry.
+//! - [`rules`]: detectors that derive events, folded from the log.
 //! - [`ingest`]: signed inbound webhooks and pollers (docs/INGEST.md).
+//! - [`webhooks`]: outgoing webhooks, their deliveries and retries
+//!   (docs/WEBHOOKS.md).
 //! - [`api`]: routes, one module per group, and the problem+json error type.
 //!
 //! [`open`] builds the state from a configuration; [`serve`] runs it on a bound
@@ -20,6 +25,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod demo;
 pub mod follow;
 pub mod generator;
 pub mod hub;
@@ -27,11 +33,15 @@ pub mod ingest;
 pub mod limits;
 pub mod overlays;
 pub mod publish;
+pub mod random;
 pub mod registry;
+pub mod requests;
+pub mod rules;
 pub mod schedule;
 pub mod state;
 pub mod subscription;
 pub mod sync;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -135,6 +145,10 @@ pub async fn open(config: Config) -> Result<AppState, ServeError> {
         if let Err(e) = state.types.reload(&*state.store, tenant).await {
             warn!(error = %e, tenant, "cannot read event types");
         }
+    }
+    // Before the engine replays history, so the replay sees them.
+    if let Err(e) = state.rules.load(&state).await {
+        warn!(error = %e, "cannot load the rules");
     }
     if let Err(e) = state.overlays.rebuild(&state).await {
         warn!(error = %e, "cannot rebuild the overlay queues; they start empty");
@@ -242,6 +256,14 @@ pub async fn serve(
     state
         .tasks
         .spawn(Arc::clone(&state.overlays).run(state.clone()));
+    // Every node times requests out: the log stores each timeout once.
+    state
+        .tasks
+        .spawn(follow::run(state.clone(), requests::Follower::new(&state)));
+    state.tasks.spawn(follow::run(
+        state.clone(),
+        rules::RulesFold::new(Arc::clone(&state.rules), state.config.cluster.is_cluster()),
+    ));
     // Every node runs it: the log de-duplicates what two nodes release.
     state.tasks.spawn(schedule::run(state.clone()));
     // Only other nodes can change stream states or event types behind this
@@ -254,15 +276,21 @@ pub async fn serve(
         for stream in generator::DEMO_STREAMS {
             state.generators.start(&state, DEFAULT_TENANT, stream);
         }
+        state.tasks.spawn(demo::run(state.clone()));
     }
     let addr = listener.local_addr()?;
     info!(%addr, data_dir = %state.config.server.data_dir.display(), demo = state.config.server.demo, "streambus listening");
 
     // Pollers (docs/INGEST.md); their health and the recent webhook
     // signatures reach the routes as an extension.
-    let ingest = Arc::new(ingest::Ingest::new(ingest::poller::spawn_all(&state)));
+    let ingest = ingest::Ingest::start(&state).await;
+    // Outgoing webhooks (docs/WEBHOOKS.md): every node folds the log into
+    // deliveries and attempts the ones it claims; the routes tell it of
+    // changes through the extension.
+    let webhooks = webhooks::spawn(&state);
     let app = api::router(state.clone())
         .layer(axum::Extension(ingest))
+        .layer(axum::Extension(webhooks))
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let token = state.shutdown.clone();
     let result = axum::serve(listener, app)

@@ -32,6 +32,8 @@ pub struct Inner {
     pub hub: Arc<Hub>,
     /// Overlay playout queues.
     pub overlays: Arc<Overlays>,
+    /// Tracked requests (SPEC §6), folded from the log by `requests::Follower`.
+    pub requests: Arc<crate::requests::Requests>,
     /// Demo generators per stream.
     pub generators: Generators,
     /// Registered event types, compiled; reloaded from the store.
@@ -44,6 +46,8 @@ pub struct Inner {
     pub node_id: String,
     /// Verifies tokens; `None` when no authentication is configured.
     pub verifier: Option<crate::auth::jwt::Verifier>,
+    /// Rules and their memories.
+    pub rules: Arc<crate::rules::Rules>,
     /// Rate and connection limits per key and address.
     pub limiter: Arc<crate::limits::Limiter>,
 }
@@ -59,6 +63,7 @@ impl AppState {
         let limits = config.input_limits();
         let hub = Arc::new(Hub::new(config.delivery.hub_capacity));
         let overlays = Arc::new(Overlays::new(config.overlays));
+        let requests = Arc::new(crate::requests::Requests::new(config.requests));
         let limiter = Arc::new(crate::limits::Limiter::new(&config.limits));
         let node_id = format!(
             "{}-{}-{}",
@@ -73,6 +78,7 @@ impl AppState {
             log,
             hub,
             overlays,
+            requests,
             generators: Generators::default(),
             types: TypeRegistry::default(),
             shutdown: CancellationToken::new(),
@@ -80,6 +86,7 @@ impl AppState {
             node_id,
             verifier,
             limiter,
+            rules: Arc::default(),
         }))
     }
 }

@@ -4,8 +4,11 @@
 mod browser;
 mod cluster;
 mod cluster_catalog;
+mod cluster_rules;
+mod demo;
 mod durability;
 mod pages_browser;
 mod proc;
 mod proxy;
 mod seed004;
+mod wall_browser;

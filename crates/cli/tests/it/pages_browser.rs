@@ -1,10 +1,10 @@
 //! The embedded pages in a real browser (issue 4 point 7): `/overlay` and
-//! `/admin` served by the real binary and driven in headless Chromium through
-//! chromedriver (see browser.rs). The overlay plays its queue in priority
-//! order one at a time, an operator's cancel and replay clicked in `/admin`
-//! reach the overlay, event text stays text, the overlay page reconnects
-//! after a restart and plays what was queued meanwhile; and, with
-//! `STREAMBUS_SCREENSHOTS=1`, the screenshots in docs/screenshots/ are made.
+//! `/admin` served by the real binary and driven in headless Chromium
+//! through chromedriver (see browser.rs). The overlay plays its queue in
+//! priority order one at a time, an operator's cancel and replay clicked in
+//! `/admin` reach the overlay, event text stays text, the overlay page
+//! reconnects after a restart and plays what was queued meanwhile; and, with `STREAMBUS_SCREENSHOTS=1`, the screenshots in docs/screenshots/
+//! are made. The stream wall has its own file, wall_browser.rs.
 //!
 //! Every wait polls the page or the API against a deadline.
 
@@ -16,11 +16,11 @@ use crate::browser::{Browser, png_size};
 use crate::proc::{DEADLINE, Proc, free_port};
 
 /// `<img src=x onerror=alert(1)>`: shown as these characters, run never.
-const XSS: &str = "<img src=x onerror=alert(1)>";
+pub(crate) const XSS: &str = "<img src=x onerror=alert(1)>";
 
 // ---- the API, as a producer or an operator script uses it ----
 
-async fn send(req: reqwest::RequestBuilder, what: &str) -> Value {
+pub(crate) async fn send(req: reqwest::RequestBuilder, what: &str) -> Value {
     let r = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
     let status = r.status();
     let text = r.text().await.unwrap_or_default();
@@ -171,10 +171,10 @@ async fn wait_log(browser: &Browser, kind: &str, id: &str, play: u64, deadline: 
 }
 
 /// Text of the first element matching `css` (null while there is none).
-const TEXT_OF: &str =
+pub(crate) const TEXT_OF: &str =
     "const el = document.querySelector(arguments[0]); return el && el.textContent";
 
-async fn text_of(browser: &Browser, what: &str, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Browser, what: &str, css: &str) -> String {
     let start = tokio::time::Instant::now();
     loop {
         if let Value::String(s) = browser.eval_with(TEXT_OF, json!([css])).await {
@@ -187,7 +187,7 @@ async fn text_of(browser: &Browser, what: &str, css: &str) -> String {
 
 /// Starts `N` browsers side by side, or `None` when chromium/chromedriver
 /// are missing.
-async fn browsers<const N: usize>() -> Option<[Browser; N]> {
+pub(crate) async fn browsers<const N: usize>() -> Option<[Browser; N]> {
     let all: Option<Vec<Browser>> =
         futures_util::future::join_all((0..N).map(|_| Browser::start()))
             .await
@@ -716,11 +716,19 @@ async fn screenshots_of_admin_and_overlay() {
     let admin_png = adm.screenshot().await;
     assert_eq!(png_size(&admin_png), (1600, 1000));
 
-    if std::env::var("STREAMBUS_SCREENSHOTS").as_deref() == Ok("1") {
-        let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
-        std::fs::create_dir_all(&out).expect("docs/screenshots");
-        std::fs::write(out.join("admin.png"), &admin_png).expect("admin.png");
-        std::fs::write(out.join("overlay.png"), &overlay_png).expect("overlay.png");
-        eprintln!("wrote {}", out.display());
+    write_screenshots(&[("admin.png", &admin_png), ("overlay.png", &overlay_png)]);
+}
+
+/// Writes `shots` (file name, PNG) to docs/screenshots/, only with
+/// `STREAMBUS_SCREENSHOTS=1`.
+pub(crate) fn write_screenshots(shots: &[(&str, &[u8])]) {
+    if std::env::var("STREAMBUS_SCREENSHOTS").as_deref() != Ok("1") {
+        return;
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    std::fs::create_dir_all(&out).expect("docs/screenshots");
+    for (name, png) in shots {
+        std::fs::write(out.join(name), png).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("wrote {}", out.join(name).display());
     }
 }

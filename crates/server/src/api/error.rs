@@ -230,6 +230,20 @@ impl From<SubError> for ApiError {
     }
 }
 
+impl From<crate::ingest::registry::PollerError> for ApiError {
+    fn from(e: crate::ingest::registry::PollerError) -> Self {
+        use crate::ingest::registry::PollerError;
+        match e {
+            PollerError::Invalid(i) => ValidationError::new(i.field, i.reason).into(),
+            PollerError::Exists(_) | PollerError::Configured(_) | PollerError::TooMany => {
+                Self::Conflict(e.to_string())
+            }
+            PollerError::NotFound(_) => Self::NotFound(e.to_string()),
+            PollerError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl From<streambus_core::auth::Denied> for ApiError {
     fn from(e: streambus_core::auth::Denied) -> Self {
         Self::Forbidden(e.to_string())

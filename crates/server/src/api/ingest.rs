@@ -3,13 +3,18 @@
 //! - `POST /ingest/webhook/{source}`: a partner's signed delivery, mapped to
 //!   events and published in the source's tenant. Authenticated by its
 //!   signature, not a bearer token (`auth::requirement` makes it public).
-//! - `GET /pollers`: the pollers of the caller's tenant and their health
-//!   (operators, `Need::Control`).
+//! - `GET /pollers`, `GET /pollers/{name}`: the pollers of the caller's
+//!   tenant (from the file and the API) and their health (operators,
+//!   `Need::Control`).
+//! - `POST /pollers`, `PUT|DELETE /pollers/{name}`: the caller's tenant's
+//!   API pollers (administrators, `Need::Administer`); see
+//!   [`crate::ingest::registry`].
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
@@ -18,10 +23,13 @@ use streambus_core::validate::{self, PublishContext};
 use streambus_core::{DEFAULT_TENANT, ValidationError};
 
 use super::error::ApiError;
+use super::extract::{AppBody, json_body};
+use super::types::created_at;
 use crate::auth::Tenant;
 use crate::ingest::Ingest;
-use crate::ingest::config::SourceConfig;
+use crate::ingest::config::{PollerConfig, SourceConfig};
 use crate::ingest::mapping::{self, SIGNATURE_KEY_LEN};
+use crate::ingest::registry::PollerError;
 use crate::ingest::signature::{self, Signed};
 use crate::publish::{ItemResult, publish_batch};
 use crate::state::AppState;
@@ -30,7 +38,11 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ingest/webhook/{source}", post(receive_webhook))
-        .route("/pollers", get(list_pollers))
+        .route("/pollers", get(list_pollers).post(create_poller))
+        .route(
+            "/pollers/{name}",
+            get(get_poller).put(put_poller).delete(delete_poller),
+        )
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -161,19 +173,89 @@ fn named(source: &SourceConfig, at: &str, e: ValidationError) -> ApiError {
     ApiError::Validation(ValidationError::new(field, reason))
 }
 
-/// `GET /pollers`: `{"data": [...]}`, the caller's tenant's pollers.
+/// The ingest state `serve()` adds to the router.
+fn running(ingest: Option<Extension<Arc<Ingest>>>) -> Result<Arc<Ingest>, ApiError> {
+    ingest
+        .map(|Extension(i)| i)
+        .ok_or_else(|| ApiError::Internal("the router was built without the ingest state".into()))
+}
+
+fn location(name: &str) -> String {
+    format!("/api/v1/pollers/{name}")
+}
+
+/// `GET /pollers`: `{"data": [...]}`, the caller's tenant's pollers, each
+/// with its `origin` (`config` or `api`) and health.
 async fn list_pollers(
+    State(state): State<AppState>,
     Tenant(tenant): Tenant,
     ingest: Option<Extension<Arc<Ingest>>>,
-) -> Json<Value> {
-    let data: Vec<Value> = ingest
-        .map(|Extension(i)| {
-            i.pollers
-                .iter()
-                .filter(|p| p.config.tenant == tenant)
-                .map(|p| p.report())
-                .collect()
-        })
-        .unwrap_or_default();
-    Json(json!({ "data": data }))
+) -> Result<Json<Value>, ApiError> {
+    let data = running(ingest)?.pollers.list(&state, &tenant).await?;
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `GET /pollers/{name}`: one poller and its health.
+async fn get_poller(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ingest: Option<Extension<Arc<Ingest>>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let report = running(ingest)?
+        .pollers
+        .find(&state, &tenant, &name)
+        .await?;
+    Ok(Json(report))
+}
+
+/// `POST /pollers` → `201` with the poller; `409` when the name is taken.
+async fn create_poller(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ingest: Option<Extension<Arc<Ingest>>>,
+    AppBody(body): AppBody,
+) -> Result<Response, ApiError> {
+    let ingest = running(ingest)?;
+    let config =
+        PollerConfig::from_api(json_body(&body)?, &tenant, None).map_err(PollerError::from)?;
+    let name = config.name.clone();
+    let report = ingest.pollers.create(&state, config).await?;
+    Ok(created_at(StatusCode::CREATED, &report, &location(&name)))
+}
+
+/// `PUT /pollers/{name}` → `201` when created, `200` when replaced (the old
+/// task is stopped first); `409` for a poller of the configuration file.
+async fn put_poller(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ingest: Option<Extension<Arc<Ingest>>>,
+    Path(name): Path<String>,
+    AppBody(body): AppBody,
+) -> Result<Response, ApiError> {
+    let ingest = running(ingest)?;
+    let config = PollerConfig::from_api(json_body(&body)?, &tenant, Some(&name))
+        .map_err(PollerError::from)?;
+    let (report, created) = ingest.pollers.put(&state, config).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(created_at(status, &report, &location(&name)))
+}
+
+/// `DELETE /pollers/{name}` → `204` once the poller has stopped; `409` for
+/// a poller of the configuration file.
+async fn delete_poller(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ingest: Option<Extension<Arc<Ingest>>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    running(ingest)?
+        .pollers
+        .delete(&state, &tenant, &name)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -15,6 +15,8 @@ pub mod ingest;
 pub mod keys;
 pub mod overlays;
 pub mod pages;
+pub mod requests;
+pub mod rules;
 pub mod sse;
 pub mod state;
 pub mod streams;
@@ -22,6 +24,7 @@ pub mod subscriptions;
 pub mod templates;
 pub mod tenants;
 pub mod types;
+pub mod webhooks;
 pub mod ws;
 
 use axum::Router;
@@ -46,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(tenants::router())
         .merge(state::router())
+        .merge(requests::router())
+        .merge(rules::router())
         .merge(ingest::router())
+        .merge(webhooks::router())
         .nest("/events", seed004.clone())
         .nest("/broadcast-demo", seed004)
         .route("/ws", get(ws::upgrade));

@@ -1,6 +1,7 @@
 //! The embedded browser pages (SPEC §3.4, issue 4 point 6): `/admin`,
-//! `/overlay`, `/sdk.js`, their stylesheets and modules under `/assets/`,
-//! and `/` redirecting to `/admin`.
+//! `/overlay`, `/wall` (the live-streams registry, seed 002), `/sdk.js`,
+//! their stylesheets and modules under `/assets/`, and `/` redirecting to
+//! `/admin`.
 //!
 //! Plain HTML, CSS and ES modules from `crates/server/assets/`, compiled into
 //! the binary with `include_bytes!`: no build step, nothing fetched from
@@ -51,6 +52,7 @@ macro_rules! asset {
 static ASSETS: &[Asset] = &[
     asset!("admin.html", HTML),
     asset!("overlay.html", HTML),
+    asset!("wall.html", HTML),
     asset!("sdk.js", JS),
     asset!("dom.js", JS),
     asset!("admin.js", JS),
@@ -59,8 +61,10 @@ static ASSETS: &[Asset] = &[
     asset!("admin-compose.js", JS),
     asset!("admin-streams.js", JS),
     asset!("overlay.js", JS),
+    asset!("wall.js", JS),
     asset!("admin.css", CSS),
     asset!("overlay.css", CSS),
+    asset!("wall.css", CSS),
     asset!("favicon.svg", SVG),
 ];
 
@@ -75,6 +79,7 @@ pub fn router() -> Router<AppState> {
         .route("/", get(root))
         .route("/admin", get(|| async { page("admin.html") }))
         .route("/overlay", get(|| async { page("overlay.html") }))
+        .route("/wall", get(|| async { page("wall.html") }))
         .route("/sdk.js", get(|| async { page("sdk.js") }))
         .route("/assets/{name}", get(asset))
 }

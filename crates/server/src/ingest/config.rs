@@ -1,7 +1,13 @@
 //! `[ingest]` settings: signed webhook sources and pollers (docs/INGEST.md),
 //! validated at load with the rest of [`crate::config::Config`].
+//!
+//! A poller created over the API (`POST /pollers`) has the same settings as a
+//! `[[ingest.pollers]]` table, is stored as their JSON and passes the same
+//! [`PollerConfig::validate`]; [`PollerConfig::from_api`] adds the checks a
+//! JSON body needs (types, unknown and missing fields, the caller's tenant).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::ConfigError;
 
@@ -9,6 +15,8 @@ use crate::config::ConfigError;
 pub const MIN_SECRET_BYTES: usize = 16;
 /// Shortest poll interval accepted, ms.
 pub const MIN_INTERVAL_MS: u64 = 100;
+/// Longest poller URL accepted, bytes.
+pub const MAX_URL_BYTES: usize = 2048;
 
 /// `[ingest]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -68,8 +76,9 @@ pub struct SourceConfig {
     pub id: String,
 }
 
-/// One `[[ingest.pollers]]`.
-#[derive(Debug, Clone, Deserialize)]
+/// One `[[ingest.pollers]]`, or the stored JSON of a poller created over the
+/// API.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollerConfig {
     /// Unique name, `[a-z0-9._-]`; events carry `source: "poller:<name>"`.
@@ -137,6 +146,159 @@ fn is_pointer(s: &str) -> bool {
     s.is_empty() || s.starts_with('/')
 }
 
+/// Why a poller's settings are refused: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct PollerInvalid {
+    /// The offending field as it is spelled in TOML and JSON (`type`, not
+    /// `event_type`); `""` for the whole body.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl PollerInvalid {
+    fn new(field: &str, reason: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Every poller field: its name, whether it is required, and whether it is
+/// a number of milliseconds (else a string).
+const POLLER_FIELDS: [(&str, bool, bool); 8] = [
+    ("name", true, false),
+    ("tenant", false, false),
+    ("url", true, false),
+    ("interval_ms", false, true),
+    ("stream", false, false),
+    ("type", true, false),
+    ("pointer", false, false),
+    ("timeout_ms", false, true),
+];
+
+impl PollerConfig {
+    /// Checks one poller's name, URL, intervals, names and pointer (the
+    /// uniqueness of names is the caller's).
+    ///
+    /// # Errors
+    /// The first bad field.
+    pub fn validate(&self) -> Result<(), PollerInvalid> {
+        let bad = |field: &str, reason: String| Err(PollerInvalid::new(field, reason));
+        if !is_name(&self.name) {
+            return bad("name", "must match [a-z0-9._-]{1,64}".into());
+        }
+        if let Err(reason) = check_url(&self.url) {
+            return bad("url", reason);
+        }
+        if self.interval_ms < MIN_INTERVAL_MS {
+            return bad("interval_ms", format!("must be at least {MIN_INTERVAL_MS}"));
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms", "must be positive".into());
+        }
+        if !streambus_core::name::is_tenant(&self.tenant) {
+            return bad("tenant", "must be a valid tenant name".into());
+        }
+        if !streambus_core::name::is_stream_name(&self.stream) {
+            return bad("stream", "must be a valid stream name".into());
+        }
+        if !streambus_core::name::is_event_type(&self.event_type) {
+            return bad("type", "must be a valid event type".into());
+        }
+        if !is_pointer(&self.pointer) {
+            return bad(
+                "pointer",
+                "must be a JSON pointer (\"\" or starting with /)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// A poller of `tenant` from an API body. `path_name`, the `{name}` of
+    /// `PUT /pollers/{name}`, is used when the body has none and must match
+    /// the body's otherwise; `tenant` may be left out of the body or must be
+    /// the caller's.
+    ///
+    /// # Errors
+    /// The first bad field: unknown, missing, of the wrong JSON type, or
+    /// refused by [`Self::validate`].
+    pub fn from_api(
+        body: Value,
+        tenant: &str,
+        path_name: Option<&str>,
+    ) -> Result<Self, PollerInvalid> {
+        let Value::Object(mut obj) = body else {
+            return Err(PollerInvalid::new("", "the body must be a JSON object"));
+        };
+        if let Some(name) = path_name {
+            match obj.get("name") {
+                None => {
+                    obj.insert("name".into(), Value::from(name));
+                }
+                Some(n) if n.as_str() == Some(name) => {}
+                Some(_) => {
+                    return Err(PollerInvalid::new(
+                        "name",
+                        format!("must be `{name}`, the name in the path (or left out)"),
+                    ));
+                }
+            }
+        }
+        if let Some(key) = obj
+            .keys()
+            .find(|k| !POLLER_FIELDS.iter().any(|(f, ..)| f == k))
+        {
+            let known: Vec<&str> = POLLER_FIELDS.iter().map(|(f, ..)| *f).collect();
+            return Err(PollerInvalid::new(
+                key,
+                format!("unknown field; the fields are {}", known.join(", ")),
+            ));
+        }
+        for (field, required, millis) in POLLER_FIELDS {
+            let reason = match obj.get(field) {
+                None if required => "is required",
+                Some(v) if millis && !v.is_u64() => "must be a whole number of milliseconds",
+                Some(v) if !millis && !v.is_string() => "must be a string",
+                _ => continue,
+            };
+            return Err(PollerInvalid::new(field, reason));
+        }
+        if obj
+            .get("tenant")
+            .is_some_and(|t| t.as_str() != Some(tenant))
+        {
+            let reason = format!("must be `{tenant}`, the caller's tenant (or left out)");
+            return Err(PollerInvalid::new("tenant", reason));
+        }
+        obj.insert("tenant".into(), Value::from(tenant));
+        // Every field's type was checked above, so this only fails on a
+        // case the table misses; it is still a refusal, not a panic.
+        let config: Self = serde_json::from_value(Value::Object(obj))
+            .map_err(|e| PollerInvalid::new("", e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `Err(reason)` unless `url` is an absolute `http://` or `https://` URL
+/// with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    if url.len() > MAX_URL_BYTES {
+        return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("is not a valid URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be http:// or https://".into());
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("must name a host".into());
+    }
+    Ok(())
+}
+
 impl IngestConfig {
     /// Checks names, secrets, pointers, URLs and intervals.
     ///
@@ -199,35 +361,11 @@ impl IngestConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for p in &self.pollers {
-            if !is_name(&p.name) || !seen.insert(&p.name) {
-                return bad(format!(
-                    "ingest.pollers: name `{}` must be unique and match [a-z0-9._-]{{1,64}}",
-                    p.name
-                ));
+            if !seen.insert(&p.name) {
+                return bad(format!("ingest.pollers: name `{}` must be unique", p.name));
             }
-            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-                return bad(format!(
-                    "ingest.pollers `{}`: url must be http:// or https://",
-                    p.name
-                ));
-            }
-            if p.interval_ms < MIN_INTERVAL_MS || p.timeout_ms == 0 {
-                return bad(format!(
-                    "ingest.pollers `{}`: interval_ms must be at least {MIN_INTERVAL_MS} and \
-                     timeout_ms positive",
-                    p.name
-                ));
-            }
-            if !streambus_core::name::is_tenant(&p.tenant)
-                || !streambus_core::name::is_stream_name(&p.stream)
-                || !streambus_core::name::is_event_type(&p.event_type)
-                || !is_pointer(&p.pointer)
-            {
-                return bad(format!(
-                    "ingest.pollers `{}`: tenant, stream and type must be valid names and \
-                     pointer a JSON pointer",
-                    p.name
-                ));
+            if let Err(e) = p.validate() {
+                return bad(format!("ingest.pollers `{}`: {e}", p.name));
             }
         }
         Ok(())
@@ -278,5 +416,37 @@ mod tests {
         assert!(c(poller("http://127.0.0.1:1/x", 100)).validate().is_ok());
         assert!(c(poller("ftp://x", 100)).validate().is_err());
         assert!(c(poller("http://x", 99)).validate().is_err());
+    }
+
+    #[test]
+    fn api_bodies_are_refused_naming_the_field() {
+        let ok = serde_json::json!({"name": "p", "url": "http://h/x", "type": "t"});
+        let p = PollerConfig::from_api(ok.clone(), "acme", Some("p")).unwrap();
+        assert_eq!(
+            (p.tenant.as_str(), p.interval_ms, p.stream.as_str()),
+            ("acme", 5000, "default")
+        );
+        let with = |k: &str, v: Value| {
+            let mut b = ok.clone();
+            b[k] = v;
+            b
+        };
+        let cases = [
+            (with("name", "P".into()), "name"),
+            (with("url", "http//h".into()), "url"),
+            (with("interval_ms", 99.into()), "interval_ms"),
+            (with("interval_ms", 1.5.into()), "interval_ms"),
+            (with("pointer", "x".into()), "pointer"),
+            (with("tenant", "other".into()), "tenant"),
+            (with("extra", 1.into()), "extra"),
+            (serde_json::json!({"name": "p", "type": "t"}), "url"),
+            (serde_json::json!(1), ""),
+        ];
+        for (body, field) in cases {
+            let e = PollerConfig::from_api(body.clone(), "acme", None).unwrap_err();
+            assert_eq!(e.field, field, "{body}: {e}");
+        }
+        let e = PollerConfig::from_api(ok, "acme", Some("q")).unwrap_err();
+        assert_eq!(e.field, "name");
     }
 }

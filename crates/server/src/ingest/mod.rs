@@ -4,20 +4,27 @@
 //! - [`config`]: the `[ingest]` settings.
 //! - [`signature`]: the HMAC-SHA256 scheme and its checks.
 //! - [`mapping`]: a webhook body to event inputs, by JSON pointers.
-//! - [`poller`]: one task per configured poller, and their health.
+//! - [`poller`]: one poller's task and health.
+//! - [`registry`]: the live set of pollers, from the file and the API.
 //!
 //! [`Ingest`] is what the routes share with the poller tasks: the recent
 //! signatures (a fast replay refusal; the deterministic event ids are the
-//! durable one) and the pollers' health. `serve()` builds it and hands it to
-//! the router as an extension, so the server state stays as it is.
+//! durable one) and the running pollers. `serve()` builds it with
+//! [`Ingest::start`] and hands it to the router as an extension, so the
+//! server state stays as it is.
 
 pub mod config;
 pub mod mapping;
 pub mod poller;
+pub mod registry;
 pub mod signature;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use tracing::warn;
+
+use crate::state::AppState;
 
 /// Most signatures remembered for the fast replay refusal; beyond it the
 /// expired ones are dropped, then the oldest. Replays are still refused by
@@ -30,17 +37,25 @@ pub struct Ingest {
     /// Signature (hex) → Unix second after which its timestamp is stale
     /// anyway, so it need not be remembered longer.
     recent: Mutex<HashMap<String, i64>>,
-    /// Every poller this node runs, in configuration order.
-    pub pollers: Vec<Arc<poller::Poller>>,
+    /// Every poller this node runs, configured or created over the API.
+    pub pollers: registry::Pollers,
 }
 
 impl Ingest {
-    /// The shared state for `pollers`.
-    pub fn new(pollers: Vec<Arc<poller::Poller>>) -> Self {
-        Self {
-            recent: Mutex::default(),
-            pollers,
+    /// Starts the configured pollers and those stored in every tenant's
+    /// catalog on `state.tasks`, and the task that keeps the stored ones in
+    /// step with the catalog ([`registry::run`]). The catalog is read before
+    /// this returns, so the first request finds every stored poller running.
+    pub async fn start(state: &AppState) -> Arc<Self> {
+        let ingest = Arc::new(Self::default());
+        ingest.pollers.start_configured(state);
+        if let Err(e) = ingest.pollers.resync(state).await {
+            warn!(error = %e, "cannot read the poller catalog; retrying");
         }
+        state
+            .tasks
+            .spawn(registry::run(Arc::clone(&ingest), state.clone()));
+        ingest
     }
 
     /// True when `signature` was accepted recently.

@@ -234,19 +234,34 @@ async fn webhook_needs_no_bearer_token_but_pollers_do() {
 }
 
 /// The partner: answers every GET with the current status and body, and
-/// counts requests.
+/// counts requests. Each answer closes its connection, so that while the
+/// partner is [`Partner::down`] every poll is refused.
 #[derive(Clone)]
-struct Partner {
-    url: String,
-    reply: Arc<Mutex<(u16, String)>>,
+pub struct Partner {
+    pub url: String,
+    addr: std::net::SocketAddr,
+    pub reply: Arc<Mutex<(u16, String)>>,
     hits: Arc<AtomicUsize>,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Partner {
-    async fn start(status: u16, body: Value) -> Self {
-        let reply = Arc::new(Mutex::new((status, body.to_string())));
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (r, h) = (Arc::clone(&reply), Arc::clone(&hits));
+    pub async fn start(status: u16, body: Value) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let partner = Self {
+            url: format!("http://{addr}/value"),
+            addr,
+            reply: Arc::new(Mutex::new((status, body.to_string()))),
+            hits: Arc::new(AtomicUsize::new(0)),
+            task: Arc::default(),
+        };
+        partner.serve(listener);
+        partner
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (r, h) = (Arc::clone(&self.reply), Arc::clone(&self.hits));
         let app = axum::Router::new().route(
             "/value",
             axum::routing::get(move || {
@@ -254,26 +269,43 @@ impl Partner {
                 async move {
                     h.fetch_add(1, Ordering::SeqCst);
                     let (status, body) = r.lock().unwrap().clone();
-                    (axum::http::StatusCode::from_u16(status).unwrap(), body)
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        [(axum::http::header::CONNECTION, "close")],
+                        body,
+                    )
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/value", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, reply, hits }
+        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        *self.task.lock().unwrap() = Some(task);
     }
 
-    fn set(&self, status: u16, body: Value) {
+    /// Stops listening: polls are refused until [`Partner::up`].
+    pub async fn down(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens again on the same address.
+    pub async fn up(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    pub fn set(&self, status: u16, body: Value) {
         *self.reply.lock().unwrap() = (status, body.to_string());
     }
 
-    fn hits(&self) -> usize {
+    pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 
     /// Waits until the partner has answered `n` more requests.
-    async fn polled(&self, n: usize) {
+    pub async fn polled(&self, n: usize) {
         let start = self.hits();
         eventually("the poller to poll again", || async {
             (self.hits() >= start + n).then_some(())
@@ -334,6 +366,7 @@ async fn poller_emits_on_change_reports_failures_and_recovers() {
         "{failing}"
     );
     assert_eq!(failing["name"], "price");
+    assert_eq!(failing["origin"], "config");
     assert_eq!(failing["url"], partner.url);
     assert_eq!(failing["interval_ms"], 100);
     assert_eq!(failing["last_value"], 2);

@@ -1,5 +1,5 @@
 //! The embedded pages (SPEC §3.4, issue 4 point 6): `/admin`, `/overlay`,
-//! `/sdk.js` and `/assets/…` answer with the right content type and the
+//! `/wall`, `/sdk.js` and `/assets/…` answer with the right content type and the
 //! security headers; `/` redirects; an unknown asset is a 404 problem; and no
 //! asset builds markup from strings (`innerHTML`) or carries inline script.
 
@@ -12,6 +12,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 const ASSETS: &[(&str, &str)] = &[
     ("admin.html", "text/html"),
     ("overlay.html", "text/html"),
+    ("wall.html", "text/html"),
     ("sdk.js", "text/javascript"),
     ("dom.js", "text/javascript"),
     ("admin.js", "text/javascript"),
@@ -20,8 +21,10 @@ const ASSETS: &[(&str, &str)] = &[
     ("admin-compose.js", "text/javascript"),
     ("admin-streams.js", "text/javascript"),
     ("overlay.js", "text/javascript"),
+    ("wall.js", "text/javascript"),
     ("admin.css", "text/css"),
     ("overlay.css", "text/css"),
+    ("wall.css", "text/css"),
     ("favicon.svg", "image/svg+xml"),
 ];
 
@@ -51,6 +54,7 @@ async fn pages_answer_with_content_type_and_security_headers() {
             "text/html; charset=utf-8",
             "/assets/overlay.js",
         ),
+        ("/wall", "text/html; charset=utf-8", "/assets/wall.js"),
         (
             "/sdk.js",
             "text/javascript; charset=utf-8",
@@ -63,6 +67,48 @@ async fn pages_answer_with_content_type_and_security_headers() {
         assert_page_headers(&r, path);
         assert!(r.text.contains(marker), "{path} lacks {marker}");
     }
+}
+
+/// `/wall` (SPEC §3.4, seed 002): the page, under the same CSP as the
+/// others, loading only its own stylesheet and module, which reads the
+/// registry through the public state API and renders it as text.
+#[tokio::test]
+async fn wall_serves_html_with_the_csp() {
+    let server = TestServer::start().await;
+    for path in ["/wall", "/wall?token=t&platform=twitch"] {
+        let r = server.get(path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.header("content-type"), "text/html; charset=utf-8");
+        assert_page_headers(&r, path);
+        assert!(r.text.starts_with("<!doctype html>"), "{path}");
+        for marker in [
+            r#"<link rel="stylesheet" href="/assets/wall.css">"#,
+            r#"<script type="module" src="/assets/wall.js"></script>"#,
+            r#"data-testid="wall-grid""#,
+            r#"data-testid="wall-connection""#,
+        ] {
+            assert!(r.text.contains(marker), "{path} lacks {marker}");
+        }
+        assert!(
+            !r.text.contains("http://") && !r.text.contains("https://"),
+            "{path} loads nothing from elsewhere"
+        );
+    }
+    let js = server.get("/assets/wall.js").await;
+    assert_eq!(js.status, 200);
+    for marker in ["from '/sdk.js'", "snapshot: true", "state.changed"] {
+        assert!(js.text.contains(marker), "wall.js lacks {marker}");
+    }
+    // The operator panel links to it.
+    let admin = server.get("/admin").await;
+    assert!(
+        admin.text.contains(r#"<a href="/wall""#),
+        "admin nav links /wall"
+    );
+    // HEAD as for the other pages.
+    let res = http().head(server.url("/wall")).send().await.expect("HEAD");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-security-policy"], CSP);
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@
 //! writing is publishing to it (its event), checked here per stream, with
 //! the publish rate limit.
 
-mod write;
+pub mod write;
 pub mod ws;
 
 pub use write::write_state;
