@@ -178,6 +178,41 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Event {
+    /// An event the server makes itself: `id` on `stream` of `event_type`
+    /// and `class` at `at_ms`, source `streambus`, everything else empty
+    /// (set what differs with struct update syntax).
+    pub fn made(
+        id: String,
+        stream: &str,
+        event_type: String,
+        class: EventClass,
+        at_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            offset: 0,
+            stream_id: stream.to_owned(),
+            event_type,
+            class,
+            source: "streambus".to_owned(),
+            message: String::new(),
+            data: Value::Null,
+            metadata: Metadata::default(),
+            timestamp: at_ms.div_euclid(1000),
+            time: crate::time::rfc3339_ms(at_ms),
+            level: None,
+            severity: None,
+            status: None,
+            scheduled_at: None,
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            cancelable: None,
+            replayable: None,
+            derived_from: None,
+        }
+    }
+
     /// The event time in milliseconds since the epoch.
     pub fn time_ms(&self) -> i64 {
         crate::time::parse_rfc3339_ms(&self.time).unwrap_or(self.timestamp * 1000)

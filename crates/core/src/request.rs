@@ -312,13 +312,8 @@ impl Request {
             State::Requested => format!("not started within {} ms", self.timeout_ms),
             _ => format!("no heartbeat for {} ms", self.timeout_ms),
         };
+        let failed = step_type(&self.prefix, Step::Failed);
         Event {
-            id: timeout_id(&self.id),
-            offset: 0,
-            stream_id: self.stream.clone(),
-            event_type: step_type(&self.prefix, Step::Failed),
-            class: EventClass::Data,
-            source: "streambus".to_owned(),
             message: format!("request {} timed out: {detail}", self.id),
             data: json!({
                 REQUEST_ID_FIELD: self.id,
@@ -330,18 +325,13 @@ impl Request {
                 correlation_id: Some(self.id.clone()),
                 ..Default::default()
             },
-            timestamp: now_ms.div_euclid(1000),
-            time: rfc3339_ms(now_ms),
-            level: None,
-            severity: None,
-            status: None,
-            scheduled_at: None,
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            cancelable: None,
-            replayable: None,
-            derived_from: None,
+            ..Event::made(
+                timeout_id(&self.id),
+                &self.stream,
+                failed,
+                EventClass::Data,
+                now_ms,
+            )
         }
     }
 

@@ -462,28 +462,17 @@ impl StateNotice {
     /// The `state.changed` event announcing this change on `stream` (class
     /// `data`, source `state`, id [`event_id`], time of the write).
     pub fn event(&self, stream: &str) -> Event {
+        let id = event_id(stream, &self.key, self.version);
         Event {
-            id: event_id(stream, &self.key, self.version),
-            offset: 0,
-            stream_id: stream.to_owned(),
-            event_type: CHANGED_TYPE.to_owned(),
-            class: EventClass::Data,
             source: SOURCE.to_owned(),
-            message: String::new(),
             data: self.data(),
-            metadata: Default::default(),
-            timestamp: self.at_ms.div_euclid(1000),
-            time: crate::time::rfc3339_ms(self.at_ms),
-            level: None,
-            severity: None,
-            status: None,
-            scheduled_at: None,
-            started_at: None,
-            completed_at: None,
-            duration_ms: None,
-            cancelable: None,
-            replayable: None,
-            derived_from: None,
+            ..Event::made(
+                id,
+                stream,
+                CHANGED_TYPE.to_owned(),
+                EventClass::Data,
+                self.at_ms,
+            )
         }
     }
 }

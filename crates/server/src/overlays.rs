@@ -527,28 +527,17 @@ pub async fn publish_op(state: &AppState, tenant: &str, op: Op) -> Result<Append
     let decision = op.decision_id();
     let now = time::now_ms();
     let data = serde_json::to_value(&op).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let id = decision.clone().unwrap_or_else(new_event_id);
     let event = Event {
-        id: decision.clone().unwrap_or_else(new_event_id),
-        offset: 0,
-        stream_id: STREAM.to_owned(),
-        event_type: op.event_type().to_owned(),
-        class: EventClass::System,
-        source: "streambus".to_owned(),
-        message: String::new(),
         data,
-        metadata: Default::default(),
-        timestamp: now / 1000,
-        time: time::rfc3339_ms(now),
-        level: None,
         severity: Some("info".to_owned()),
-        status: None,
-        scheduled_at: None,
-        started_at: None,
-        completed_at: None,
-        duration_ms: None,
-        cancelable: None,
-        replayable: None,
-        derived_from: None,
+        ..Event::made(
+            id,
+            STREAM,
+            op.event_type().to_owned(),
+            EventClass::System,
+            now,
+        )
     };
     publish_one(
         state,
