@@ -223,10 +223,11 @@ impl Rule {
     }
 
     /// Does the rule look at `event` at `offset`? Never at its own output,
-    /// nor deeper than [`MAX_DEPTH`] derivations.
+    /// nor deeper than [`MAX_DEPTH`] derivations. A disabled rule still
+    /// looks (its memory stays what every node and every replay computes);
+    /// the engine derives nothing from it.
     pub fn wants(&self, event: &Event, offset: u64) -> bool {
-        self.def.enabled
-            && offset > self.def.since
+        offset > self.def.since
             && self.filter.matches(event)
             && event.source.strip_prefix(SOURCE_PREFIX) != Some(self.def.id.as_str())
             && depth(event) < MAX_DEPTH

@@ -1,7 +1,8 @@
 // The operator panel (`/admin?token=…`): overlays and their queues, a live
-// monitor, compose forms and the streams table. One WebSocket (subscribed
-// to everything, with overlay updates) feeds the live parts; REST does the
-// rest. Every piece of event text is rendered as text (see dom.js).
+// monitor, compose forms, the streams table and the rules. One WebSocket
+// (subscribed to everything, with overlay updates) feeds the live parts;
+// REST does the rest. Every piece of event text is rendered as text (see
+// dom.js).
 
 import { StreambusClient, pageToken } from '/sdk.js';
 import { h, $ } from './dom.js';
@@ -9,6 +10,7 @@ import { initOverlays } from './admin-overlays.js';
 import { initMonitor } from './admin-monitor.js';
 import { initCompose } from './admin-compose.js';
 import { initStreams } from './admin-streams.js';
+import { initRules } from './admin-rules.js';
 
 const TOAST_MS = 4500;
 const MAX_TOASTS = 5;
@@ -74,6 +76,7 @@ const sections = {
   monitor: initMonitor(ctx),
   compose: initCompose(ctx),
   streams: initStreams(ctx),
+  rules: initRules(ctx),
 };
 
 /** For browser tests and the curious. */

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use streambus_core::event::Record;
 use streambus_core::log::LogError;
 use streambus_core::store::EventQuery;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -49,7 +50,14 @@ pub trait Fold: Send + 'static {
         None
     }
 
-    /// Time-driven work (timeouts, retries).
+    /// Wakes [`Fold::tick`] out of turn when notified (a change made
+    /// through the API that the fold must take in between two records).
+    fn wake(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
+    /// Time-driven work (timeouts, retries), and work asked for by
+    /// [`Fold::wake`].
     async fn tick(&mut self, _state: &AppState) {}
 }
 
@@ -72,11 +80,13 @@ pub async fn run<F: Fold>(state: AppState, mut fold: F) {
     };
     info!(engine = fold.name(), folded, "history folded");
     fold.live(&state).await;
+    let wake = fold.wake();
     loop {
         let due = fold.next_tick();
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = sleep_until(due) => fold.tick(&state).await,
+            _ = notified(wake.as_deref()) => fold.tick(&state).await,
             next = tail.next() => match next {
                 Ok(record) if record.offset() > folded => {
                     folded = record.offset();
@@ -97,6 +107,13 @@ pub async fn run<F: Fold>(state: AppState, mut fold: F) {
                 }
             },
         }
+    }
+}
+
+async fn notified(wake: Option<&Notify>) {
+    match wake {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -12,9 +12,13 @@
 //! [`RECOVERY_WINDOW_MS`], so history pruned by retention is not derived
 //! again.
 //!
-//! A rule's definition changes through the API on any node: this node
-//! applies its own changes at once and reloads the catalog every
-//! [`REFRESH_INTERVAL`] in a cluster.
+//! Definitions change in the catalog, through the API of any node; the
+//! fold takes them in between two records — at once on the node that made
+//! the change ([`Rules::reload_now`]), within [`REFRESH_INTERVAL`] on the
+//! others. A rule new to a node that has already folded past its `since`
+//! first folds the stored records in between into its memory, so every node
+//! remembers the same and derives the same. A disabled rule keeps folding
+//! and derives nothing, for the same reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,6 +32,7 @@ use streambus_core::state::{StateChange, StateWrite};
 use streambus_core::store::Catalog;
 use streambus_core::time;
 use streambus_core::validate::PublishContext;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -39,6 +44,8 @@ use crate::state::AppState;
 
 /// How often a cluster node reloads the rules catalog.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+/// Longest an API change waits for the fold to take it in.
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
 /// How old a cause may be for its missing derived event to be published
 /// when the engine goes live.
 pub const RECOVERY_WINDOW_MS: i64 = 10 * 60 * 1000;
@@ -112,9 +119,29 @@ struct Pending {
 }
 
 /// The rules of every tenant on this node. Shared behind an `Arc`.
-#[derive(Default)]
 pub struct Rules {
     tenants: Mutex<HashMap<String, BTreeMap<String, Entry>>>,
+    /// Asks the fold to reload the catalog now.
+    reload: Arc<Notify>,
+    /// Bumped by every reload the fold makes.
+    reloads: watch::Sender<u64>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self {
+            tenants: Mutex::default(),
+            reload: Arc::new(Notify::new()),
+            reloads: watch::channel(0).0,
+        }
+    }
+}
+
+/// A rule installed afresh: its memory must be built from `since` on.
+struct Fresh {
+    tenant: String,
+    id: String,
+    since: u64,
 }
 
 impl Rules {
@@ -162,9 +189,10 @@ impl Rules {
     }
 
     /// Installs `defs` of `origin` for `tenant`, replacing that origin's
-    /// rules; a rule whose definition did not change keeps its memory and
-    /// counts.
-    pub fn install(&self, tenant: &str, origin: Origin, defs: Vec<Rule>) {
+    /// rules; a rule whose detector did not change keeps its memory and
+    /// counts. Returns the rules whose memory starts empty.
+    fn install(&self, tenant: &str, origin: Origin, defs: Vec<Rule>) -> Vec<Fresh> {
+        let mut fresh = Vec::new();
         let mut tenants = self.lock();
         let rules = tenants.entry(tenant.to_owned()).or_default();
         let mut old: BTreeMap<String, Entry> = std::mem::take(rules);
@@ -183,23 +211,39 @@ impl Rules {
                     e
                 }
                 Some(e) if same_detector(&e.rule.def, &rule.def) => Entry { rule, ..e },
-                Some(e) => Entry {
-                    fired: e.fired,
-                    last_fired_at: e.last_fired_at,
-                    last_output: e.last_output,
-                    ..Entry::new(rule, origin)
-                },
-                None => Entry::new(rule, origin),
+                Some(e) => {
+                    fresh.push((id.clone(), rule.def.since));
+                    Entry {
+                        fired: e.fired,
+                        last_fired_at: e.last_fired_at,
+                        last_output: e.last_output,
+                        ..Entry::new(rule, origin)
+                    }
+                }
+                None => {
+                    fresh.push((id.clone(), rule.def.since));
+                    Entry::new(rule, origin)
+                }
             };
             rules.insert(id, entry);
         }
+        fresh
+            .into_iter()
+            .map(|(id, since)| Fresh {
+                tenant: tenant.to_owned(),
+                id,
+                since,
+            })
+            .collect()
     }
 
-    /// Forgets rule `id` of `tenant`.
-    pub fn remove(&self, tenant: &str, id: &str) {
-        if let Some(rules) = self.lock().get_mut(tenant) {
-            rules.remove(id);
-        }
+    /// Asks the fold to take in the catalog now and waits (a little) until
+    /// it has.
+    pub async fn reload_now(&self) {
+        let mut seen = self.reloads.subscribe();
+        seen.mark_unchanged();
+        self.reload.notify_one();
+        let _ = tokio::time::timeout(RELOAD_WAIT, seen.changed()).await;
     }
 
     /// Loads the configured rules and every tenant's catalog.
@@ -225,6 +269,7 @@ impl Rules {
                 }
             })
             .collect();
+        // Before the replay, which builds every memory from the start.
         self.install(streambus_core::DEFAULT_TENANT, Origin::Config, configured);
         for tenant in state.tenants().await? {
             self.reload(state, &tenant).await?;
@@ -232,11 +277,11 @@ impl Rules {
         Ok(())
     }
 
-    /// Reloads `tenant`'s catalog.
+    /// Reloads `tenant`'s catalog; returns the rules installed afresh.
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub async fn reload(&self, state: &AppState, tenant: &str) -> Result<(), ApiError> {
+    async fn reload(&self, state: &AppState, tenant: &str) -> Result<Vec<Fresh>, ApiError> {
         let stored = state.store.list_entries(Catalog::Rules, tenant).await?;
         let rules = stored
             .into_iter()
@@ -248,8 +293,7 @@ impl Rules {
                 }
             })
             .collect();
-        self.install(tenant, Origin::Api, rules);
-        Ok(())
+        Ok(self.install(tenant, Origin::Api, rules))
     }
 
     /// Folds one record: counts it if a rule derived it, then runs every
@@ -281,7 +325,11 @@ impl Rules {
                 Some(d) => d,
                 None => doc.insert(serde_json::to_value(event).unwrap_or(Value::Null)),
             };
-            for firing in entry.rule.apply(&mut entry.memory, doc) {
+            let firings = entry.rule.apply(&mut entry.memory, doc);
+            if !entry.rule.def.enabled {
+                continue;
+            }
+            for firing in firings {
                 out.push(Pending {
                     tenant: record.tenant.clone(),
                     rule: entry.rule.def.id.clone(),
@@ -293,6 +341,33 @@ impl Rules {
             }
         }
         out
+    }
+
+    /// Folds `records` into the memory of one rule only, deriving nothing
+    /// (they were folded before the rule was known here).
+    fn remember(&self, fresh: &Fresh, records: &[Arc<Record>]) {
+        let mut tenants = self.lock();
+        let Some(entry) = tenants
+            .get_mut(&fresh.tenant)
+            .and_then(|r| r.get_mut(&fresh.id))
+        else {
+            return;
+        };
+        for record in records {
+            let event = &record.event;
+            if event.source.strip_prefix(SOURCE_PREFIX) == Some(fresh.id.as_str()) {
+                entry.fired += 1;
+                entry.last_fired_at = Some(event.time.clone());
+                entry.last_output = record.offset();
+            }
+            if event.stream_id.starts_with('_') || !entry.rule.wants(event, record.offset()) {
+                continue;
+            }
+            entry.matched += 1;
+            if let Ok(doc) = serde_json::to_value(event) {
+                entry.rule.apply(&mut entry.memory, &doc);
+            }
+        }
     }
 
     fn failed(&self, tenant: &str, rule: &str, error: String) {
@@ -351,6 +426,9 @@ pub struct RulesFold {
     rules: Arc<Rules>,
     /// Derived during the replay, by id, until seen in the log.
     pending: HashMap<String, Pending>,
+    /// The last offset folded.
+    folded: u64,
+    cluster: bool,
     next_refresh: Option<Instant>,
 }
 
@@ -360,8 +438,34 @@ impl RulesFold {
         Self {
             rules,
             pending: HashMap::new(),
+            folded: 0,
+            cluster,
             next_refresh: cluster.then(|| Instant::now() + REFRESH_INTERVAL),
         }
+    }
+
+    /// Reloads every tenant's catalog and builds the memory of each rule
+    /// new here from the stored records between its `since` and what this
+    /// node has folded.
+    async fn reload(&self, state: &AppState) -> Result<(), ApiError> {
+        for tenant in state.tenants().await? {
+            for fresh in self.rules.reload(state, &tenant).await? {
+                if fresh.since >= self.folded {
+                    continue;
+                }
+                let records = crate::follow::read_range(
+                    state,
+                    &fresh.tenant,
+                    fresh.since,
+                    self.folded,
+                    |_| {},
+                )
+                .await?;
+                debug!(tenant = %fresh.tenant, rule = %fresh.id, records = records.len(), "rule memory built from history");
+                self.rules.remember(&fresh, &records);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -373,6 +477,7 @@ impl Fold for RulesFold {
 
     async fn apply(&mut self, state: &AppState, records: &[Arc<Record>], replay: bool) {
         for record in records {
+            self.folded = self.folded.max(record.offset());
             if replay {
                 self.pending.remove(&record.event.id);
             }
@@ -409,17 +514,17 @@ impl Fold for RulesFold {
         self.next_refresh
     }
 
+    fn wake(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.rules.reload))
+    }
+
     async fn tick(&mut self, state: &AppState) {
-        self.next_refresh = Some(Instant::now() + REFRESH_INTERVAL);
-        match state.tenants().await {
-            Ok(tenants) => {
-                for t in tenants {
-                    if let Err(e) = self.rules.reload(state, &t).await {
-                        warn!(tenant = %t, error = %e, "cannot reload rules");
-                    }
-                }
-            }
-            Err(e) => warn!(error = %e, "cannot list tenants for rules"),
+        if self.cluster {
+            self.next_refresh = Some(Instant::now() + REFRESH_INTERVAL);
         }
+        if let Err(e) = self.reload(state).await {
+            warn!(error = %e, "cannot reload the rules");
+        }
+        self.rules.reloads.send_modify(|n| *n += 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Process-level tests: the real `streambus` binary, killed, restarted and
 //! driven by the seed's own client examples.
 
+mod admin_rules_browser;
 mod browser;
 mod cluster;
 mod cluster_catalog;

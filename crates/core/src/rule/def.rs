@@ -22,7 +22,8 @@ pub struct RuleDef {
     /// What it is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// A disabled rule looks at nothing.
+    /// A disabled rule derives nothing (it keeps its memory up to date, so
+    /// enabling it again needs no history).
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Which events it looks at: a filter in the `SUBSCRIBE` spelling.

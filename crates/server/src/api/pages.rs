@@ -60,6 +60,7 @@ static ASSETS: &[Asset] = &[
     asset!("admin-monitor.js", JS),
     asset!("admin-compose.js", JS),
     asset!("admin-streams.js", JS),
+    asset!("admin-rules.js", JS),
     asset!("overlay.js", JS),
     asset!("wall.js", JS),
     asset!("admin.css", CSS),

@@ -2,8 +2,8 @@
 //! `POST /rules/{id}/test` (SPEC §2 "Rule", §3.2; docs/RULES.md).
 //!
 //! Definitions live in the `rules` catalog of the caller's tenant; this
-//! node's engine ([`crate::rules`]) takes a change at once, other nodes
-//! within [`crate::rules::REFRESH_INTERVAL`]. A new or changed detector
+//! node's engine ([`crate::rules`]) takes a change in before the answer,
+//! other nodes within [`crate::rules::REFRESH_INTERVAL`]. A new or changed detector
 //! applies to events appended after the change (`since`, set here).
 //! Rules from the configuration are listed but cannot be changed here.
 
@@ -135,7 +135,7 @@ async fn store_rule(
         .store
         .put_entry(Catalog::Rules, tenant, &id, &body)
         .await?;
-    state.rules.reload(state, tenant).await?;
+    state.rules.reload_now().await;
     let view = state.rules.view(tenant, &id).unwrap_or(body);
     let status = if created {
         StatusCode::CREATED
@@ -162,7 +162,7 @@ async fn delete_rule(
     {
         return Err(not_found(&id));
     }
-    state.rules.remove(&tenant, &id);
+    state.rules.reload_now().await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -20,6 +20,7 @@ const ASSETS: &[(&str, &str)] = &[
     ("admin-monitor.js", "text/javascript"),
     ("admin-compose.js", "text/javascript"),
     ("admin-streams.js", "text/javascript"),
+    ("admin-rules.js", "text/javascript"),
     ("overlay.js", "text/javascript"),
     ("wall.js", "text/javascript"),
     ("admin.css", "text/css"),

@@ -487,3 +487,28 @@ async fn bad_rules_are_refused_and_nothing_is_stored() {
     server.publish(score("ok", "ana", 1)).await;
     wait_for(&server, "type=high_score", 1).await;
 }
+
+#[tokio::test]
+async fn a_disabled_rule_derives_nothing_but_keeps_its_memory() {
+    let server = TestServer::start().await;
+    create(&server, high_score_rule()).await;
+    server.publish(score("d1", "ana", 100)).await;
+    wait_for(&server, "type=high_score", 1).await;
+
+    let mut def = high_score_rule();
+    def["enabled"] = json!(false);
+    let r = server.put_json("/api/v1/rules/hs", &def).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    server.publish(score("d2", "bob", 500)).await;
+
+    def["enabled"] = json!(true);
+    let r = server.put_json("/api/v1/rules/hs", &def).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // 400 is below the 500 seen while disabled: not a high score.
+    server.publish(score("d3", "cy", 400)).await;
+    server.publish(score("d4", "dee", 600)).await;
+    let derived = wait_for(&server, "type=high_score", 2).await;
+    let causes: Vec<&Value> = derived.iter().map(|e| &e["derived_from"]).collect();
+    assert_eq!(causes, [&json!("d1"), &json!("d4")]);
+    assert_eq!(derived[1]["data"]["previous"], 500);
+}
