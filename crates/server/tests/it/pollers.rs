@@ -438,3 +438,41 @@ async fn a_tenant_has_a_bounded_number_of_pollers() {
     );
     assert_problem(&server.get(&path("one-more")).await, 404, None);
 }
+
+/// Two nodes run the same API poller; each change of the partner's value is
+/// stored once, and the value coming back (1 → 2 → 1) is a change again.
+#[tokio::test]
+async fn two_nodes_store_each_change_once() {
+    let Some(nodes) = crate::cluster::Nodes::start(2, |_| {}).await else {
+        return;
+    };
+    let partner = Partner::start(200, json!({"v": 1})).await;
+    let r = nodes[0]
+        .post_json(POLLERS, &body("price", &partner.url))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The other node picks it up from the catalog.
+    eventually("the second node runs the poller", || async {
+        let r = nodes[1].get(&path("price")).await;
+        (r.status == 200 && r.body["state"] == "ok").then_some(())
+    })
+    .await;
+    prices(&nodes[1], 1).await;
+    for (n, v) in [(2, 2), (3, 1)] {
+        partner.polled(4).await;
+        partner.set(200, json!({"v": v}));
+        prices(&nodes[0], n).await;
+    }
+    // Both nodes poll several more times: still one event per change.
+    partner.polled(10).await;
+    for node in nodes.iter() {
+        let values: Vec<Value> = node
+            .history("stream_id=prices")
+            .await
+            .iter()
+            .map(|e| e["data"]["value"].clone())
+            .collect();
+        assert_eq!(values, [json!(1), json!(2), json!(1)]);
+    }
+    nodes.stop().await;
+}

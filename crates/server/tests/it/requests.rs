@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use streambus_core::auth::Role;
 use streambus_server::auth::jwt::{Claims, Minter};
 
+use crate::cluster::Nodes;
 use crate::util::*;
 
 const PREFIX: &str = "campaign:update:v1";
@@ -647,48 +648,14 @@ async fn reporting_is_publishing_to_the_requests_stream_and_reading_is_for_opera
 
 /// PostgreSQL and NATS for the cluster test, or `None` (with a notice) when
 /// `STREAMBUS_TEST_POSTGRES_URL` / `STREAMBUS_TEST_NATS_URL` are not set.
-fn engines() -> Option<(String, String)> {
-    let pg = std::env::var("STREAMBUS_TEST_POSTGRES_URL").ok();
-    let nats = std::env::var("STREAMBUS_TEST_NATS_URL").ok();
-    match (pg, nats) {
-        (Some(pg), Some(nats)) => Some((pg, nats)),
-        _ => {
-            assert!(
-                std::env::var_os("STREAMBUS_REQUIRE_SERVICES").is_none(),
-                "STREAMBUS_TEST_POSTGRES_URL and STREAMBUS_TEST_NATS_URL are required"
-            );
-            eprintln!("skipping: STREAMBUS_TEST_POSTGRES_URL or STREAMBUS_TEST_NATS_URL not set");
-            None
-        }
-    }
-}
-
 /// Three nodes each follow the whole log and each may time the request out;
 /// the timeout is stored once and every node sees the request failed.
-///
-/// The nodes share one schema and JetStream stream kept for this test
-/// (this crate has no PostgreSQL or NATS client to remove them); request ids
-/// are unique per run, so what earlier runs left there does not matter.
+
 #[tokio::test]
 async fn three_nodes_time_a_request_out_once() {
-    let Some((pg, nats)) = engines() else {
+    let Some(nodes) = Nodes::start(3, |c| c.requests.heartbeat_timeout_ms = SHORT_MS).await else {
         return;
     };
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let (pg, nats) = (pg.clone(), nats.clone());
-        nodes.push(
-            TestServer::start_with(move |c| {
-                c.cluster.postgres_url = Some(pg);
-                c.cluster.nats_url = Some(nats);
-                c.cluster.postgres_schema = "sbt_requests_it".into();
-                c.cluster.stream = "SBT_REQUESTS_IT".into();
-                c.cluster.subject_prefix = "sbtrequestsit".into();
-                c.requests.heartbeat_timeout_ms = SHORT_MS;
-            })
-            .await,
-        );
-    }
     let id = format!("upd-c-{}-{}", std::process::id(), now_secs());
     let mut ws = WsClient::connect(&nodes[1]).await;
     ws.subscribe(json!({"streams": [STREAM]})).await;
@@ -704,11 +671,11 @@ async fn three_nodes_time_a_request_out_once() {
     )
     .await;
 
-    for node in &nodes {
+    for node in nodes.iter() {
         let r = until_state(node, &id, "failed").await;
         assert_eq!(r["error"]["reason"], "timeout", "{r}");
     }
-    for node in &nodes {
+    for node in nodes.iter() {
         let stored = failures(node, &id).await;
         assert_eq!(stored.len(), 1, "one timeout stored: {stored:?}");
     }
@@ -729,7 +696,5 @@ async fn three_nodes_time_a_request_out_once() {
         types(&got),
         typed(&["requested", "started", "heartbeat", "failed"])
     );
-    for node in nodes {
-        node.stop().await;
-    }
+    nodes.stop().await;
 }

@@ -2,72 +2,21 @@
 //! whole log into deliveries, yet each event is delivered once per webhook
 //! and each attempt is made by one node.
 //!
-//! Needs `STREAMBUS_TEST_POSTGRES_URL` and `STREAMBUS_TEST_NATS_URL` (else
-//! it prints `skipping` and passes). The test works in its own schema and
-//! JetStream stream and removes both at the end.
+//! Needs `STREAMBUS_TEST_POSTGRES_URL` and `STREAMBUS_TEST_NATS_URL` (see
+//! `crate::cluster`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde_json::json;
 
 use super::*;
-
-/// The engines, or `None` (after saying so) when the variables are unset.
-fn engines() -> Option<(String, String)> {
-    let pg = std::env::var("STREAMBUS_TEST_POSTGRES_URL").ok();
-    let nats = std::env::var("STREAMBUS_TEST_NATS_URL").ok();
-    match (pg, nats) {
-        (Some(pg), Some(nats)) if !pg.is_empty() && !nats.is_empty() => Some((pg, nats)),
-        _ => {
-            assert!(
-                std::env::var("STREAMBUS_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "STREAMBUS_TEST_POSTGRES_URL and STREAMBUS_TEST_NATS_URL are required"
-            );
-            eprintln!("skipping: STREAMBUS_TEST_POSTGRES_URL or STREAMBUS_TEST_NATS_URL not set");
-            None
-        }
-    }
-}
+use crate::cluster::Nodes;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_deliver_each_event_once_per_webhook() {
-    let Some((pg, nats)) = engines() else {
+    let Some(nodes) = Nodes::start(3, fast_retries).await else {
         return;
     };
-    let tag = format!(
-        "{:016x}",
-        streambus_core::name::fnv1a(format!("{}-{}", std::process::id(), now_ms_test()).as_bytes(),)
-    );
-    let (schema, stream) = (format!("sbt_wh_{tag}"), format!("SBT_WH_{tag}"));
-    let _cleanup = Cleanup {
-        pg: pg.clone(),
-        nats: nats.clone(),
-        schema: schema.clone(),
-        stream: stream.clone(),
-    };
-    let mut nodes = Vec::new();
-    for _ in 0..3 {
-        let (pg, nats, schema, stream, tag) = (
-            pg.clone(),
-            nats.clone(),
-            schema.clone(),
-            stream.clone(),
-            tag.clone(),
-        );
-        nodes.push(
-            TestServer::start_with(move |c| {
-                fast_retries(c);
-                c.cluster.postgres_url = Some(pg);
-                c.cluster.nats_url = Some(nats);
-                c.cluster.postgres_schema = schema;
-                c.cluster.stream = stream;
-                c.cluster.subject_prefix = format!("sbtwh{tag}");
-                c.cluster.postgres_max_connections = 4;
-            })
-            .await,
-        );
-    }
     // Every delivery fails once: its retry may be any node's.
     let receiver = Receiver::with_policy(|attempt| if attempt == 1 { 500 } else { 200 }).await;
     let body = json!({"id": "all", "url": receiver.url, "secret": SECRET,
@@ -109,64 +58,5 @@ async fn three_nodes_deliver_each_event_once_per_webhook() {
         assert_eq!(attempts.len(), 1, "event {id}: {per_delivery:?}");
         assert_eq!(attempts[0].len(), 2, "event {id}: one failure, one success");
     }
-    for node in nodes {
-        node.stop().await;
-    }
-}
-
-fn now_ms_test() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-/// Removes the test's schema and stream on drop (also after a failure).
-struct Cleanup {
-    pg: String,
-    nats: String,
-    schema: String,
-    stream: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let (pg, nats, schema, stream) = (
-            self.pg.clone(),
-            self.nats.clone(),
-            self.schema.clone(),
-            self.stream.clone(),
-        );
-        // Drop cannot await: clean up on a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let limit = Duration::from_secs(5);
-                if tokio::time::timeout(limit, remove(&pg, &nats, &schema, &stream))
-                    .await
-                    .is_err()
-                {
-                    eprintln!("could not remove schema {schema} or stream {stream}");
-                }
-            });
-        })
-        .join();
-    }
-}
-
-/// Drops the test's schema and JetStream stream; failures are ignored.
-async fn remove(pg_url: &str, nats_url: &str, schema: &str, stream: &str) {
-    if let Ok(pool) = sqlx::PgPool::connect(pg_url).await {
-        let drop = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
-        let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&pool).await;
-    }
-    if let Ok(client) = async_nats::connect(nats_url).await {
-        let _ = async_nats::jetstream::new(client)
-            .delete_stream(stream)
-            .await;
-    }
+    nodes.stop().await;
 }
