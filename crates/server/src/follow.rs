@@ -124,8 +124,10 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-/// Folds what storage holds after `from` up to the log's head, every tenant
-/// merged in offset order; returns the offset folded to.
+/// Folds what storage holds after `from` up to the log's head, tenant by
+/// tenant (each in offset order), a page at a time so a long history is
+/// never held whole; returns the offset folded to. Folds keep their views
+/// per tenant, so the order between tenants does not matter.
 async fn catch_up<F: Fold>(
     state: &AppState,
     fold: &mut F,
@@ -133,21 +135,41 @@ async fn catch_up<F: Fold>(
     replay: bool,
 ) -> Result<u64, ApiError> {
     let head = state.log.head().await?;
-    let mut records = Vec::new();
+    let mut read = 0;
     for tenant in state.tenants().await? {
-        records.extend(read_range(state, &tenant, from, head, |q| fold.shape(q)).await?);
+        let mut cursor = from;
+        loop {
+            let mut q = EventQuery {
+                cursor: Some(cursor),
+                limit: PAGE,
+                ..Default::default()
+            };
+            fold.shape(&mut q);
+            let page = state.store.query(&tenant, &q).await?;
+            let last = page.next_cursor.is_none() || page.records.is_empty();
+            let records: Vec<Arc<Record>> = page
+                .records
+                .into_iter()
+                .take_while(|r| r.offset() <= head)
+                .collect();
+            let Some(end) = records.last().map(|r| r.offset()) else {
+                break;
+            };
+            read += records.len();
+            fold.apply(state, &records, replay).await;
+            if last || end >= head {
+                break;
+            }
+            cursor = end;
+        }
     }
-    records.sort_by_key(|r| r.offset());
     debug!(
         engine = fold.name(),
         from,
         head,
-        records = records.len(),
+        records = read,
         "read from storage"
     );
-    for chunk in records.chunks(PAGE) {
-        fold.apply(state, chunk, replay).await;
-    }
     Ok(head.max(from))
 }
 

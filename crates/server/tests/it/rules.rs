@@ -512,3 +512,36 @@ async fn a_disabled_rule_derives_nothing_but_keeps_its_memory() {
     assert_eq!(causes, [&json!("d1"), &json!("d4")]);
     assert_eq!(derived[1]["data"]["previous"], 500);
 }
+
+#[tokio::test]
+async fn a_restart_rebuilds_memory_across_many_pages_of_history() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    create(&server, high_score_rule()).await;
+    // 2,100 scores (more than two pages of the replay); the best comes last.
+    for chunk in 0..3 {
+        let batch: Vec<Value> = (0..700)
+            .map(|i| {
+                let n = chunk * 700 + i;
+                let points = if n == 2099 { 2100 } else { 1 };
+                score(&format!("p{n}"), "ana", points)
+            })
+            .collect();
+        server.publish_batch(&batch).await;
+    }
+    wait_for(&server, "type=high_score", 2).await;
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    server.publish(score("after-1", "bob", 2050)).await;
+    server.publish(score("after-2", "bob", 2200)).await;
+    let derived = wait_for(&server, "type=high_score", 3).await;
+    let causes: Vec<&Value> = derived.iter().map(|e| &e["derived_from"]).collect();
+    assert_eq!(causes, [&json!("p0"), &json!("p2099"), &json!("after-2")]);
+    assert_eq!(
+        derived[2]["data"]["previous"], 2100,
+        "the last page was folded"
+    );
+    let rule = server.get("/api/v1/rules/hs").await;
+    assert_eq!(rule.body["stats"]["fired"], 3, "{}", rule.text);
+}
