@@ -137,30 +137,14 @@ async fn catch_up<F: Fold>(
     let head = state.log.head().await?;
     let mut read = 0;
     for tenant in state.tenants().await? {
-        let mut cursor = from;
-        loop {
-            let mut q = EventQuery {
-                cursor: Some(cursor),
-                limit: PAGE,
-                ..Default::default()
-            };
-            fold.shape(&mut q);
-            let page = state.store.query(&tenant, &q).await?;
-            let last = page.next_cursor.is_none() || page.records.is_empty();
-            let records: Vec<Arc<Record>> = page
-                .records
-                .into_iter()
-                .take_while(|r| r.offset() <= head)
-                .collect();
-            let Some(end) = records.last().map(|r| r.offset()) else {
-                break;
-            };
+        let mut cursor = Some(from);
+        while let Some(after) = cursor {
+            let (records, next) = page(state, &tenant, after, head, |q| fold.shape(q)).await?;
             read += records.len();
-            fold.apply(state, &records, replay).await;
-            if last || end >= head {
-                break;
+            if !records.is_empty() {
+                fold.apply(state, &records, replay).await;
             }
-            cursor = end;
+            cursor = next;
         }
     }
     debug!(
@@ -186,25 +170,40 @@ pub async fn read_range(
     shape: impl Fn(&mut EventQuery),
 ) -> Result<Vec<Arc<Record>>, ApiError> {
     let mut out = Vec::new();
-    let mut cursor = from;
-    loop {
-        let mut q = EventQuery {
-            cursor: Some(cursor),
-            limit: PAGE,
-            ..Default::default()
-        };
-        shape(&mut q);
-        let page = state.store.query(tenant, &q).await?;
-        let done = page.next_cursor.is_none() || page.records.is_empty();
-        for r in page.records {
-            if r.offset() > head {
-                return Ok(out);
-            }
-            cursor = r.offset();
-            out.push(r);
-        }
-        if done {
-            return Ok(out);
-        }
+    let mut cursor = Some(from);
+    while let Some(after) = cursor {
+        let (records, next) = page(state, tenant, after, head, &shape).await?;
+        out.extend(records);
+        cursor = next;
     }
+    Ok(out)
+}
+
+/// One page of a tenant's records after `after` up to `head`, narrowed by
+/// `shape`, with the cursor of the next page (`None` after the last).
+async fn page(
+    state: &AppState,
+    tenant: &str,
+    after: u64,
+    head: u64,
+    shape: impl Fn(&mut EventQuery),
+) -> Result<(Vec<Arc<Record>>, Option<u64>), ApiError> {
+    let mut q = EventQuery {
+        cursor: Some(after),
+        limit: PAGE,
+        ..Default::default()
+    };
+    shape(&mut q);
+    let page = state.store.query(tenant, &q).await?;
+    let more = page.next_cursor.is_some() && !page.records.is_empty();
+    let records: Vec<Arc<Record>> = page
+        .records
+        .into_iter()
+        .take_while(|r| r.offset() <= head)
+        .collect();
+    let next = records
+        .last()
+        .map(|r| r.offset())
+        .filter(|end| more && *end < head);
+    Ok((records, next))
 }

@@ -6,32 +6,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use streambus_core::auth::Role;
-use streambus_server::auth::jwt::{Claims, Minter};
 
 use crate::util::*;
 
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
 fn producer(sub: &str) -> String {
-    let now = now_secs() as u64;
-    let claims = Claims {
-        sub: sub.into(),
-        tenant: "default".into(),
-        role: Role::Producer,
-        publish: vec!["*".into()],
-        subscribe: vec!["*".into()],
-        exp: now + 600,
-        iat: Some(now),
-        nbf: None,
-    };
-    Minter::hs256(SECRET.as_bytes())
-        .mint(&claims)
-        .expect("mint")
+    mint("default", sub, Role::Producer, &["*"], &["*"])
 }
 
 async fn limited(adjust: impl FnOnce(&mut streambus_server::Config)) -> TestServer {
     TestServer::start_with(|c| {
-        c.auth.hs256_secret = SECRET.into();
+        c.auth.hs256_secret = AUTH_SECRET.into();
         adjust(c);
     })
     .await

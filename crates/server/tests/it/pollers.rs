@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use streambus_core::auth::Role;
 use streambus_server::Config;
-use streambus_server::auth::jwt::{Claims, Minter};
 use streambus_server::ingest::config::PollerConfig;
 use streambus_server::ingest::registry::MAX_POLLERS_PER_TENANT;
 
@@ -228,23 +227,8 @@ async fn api_pollers_survive_a_restart() {
     drop(tmp);
 }
 
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
 fn token(tenant: &str, role: Role) -> String {
-    let now = now_secs() as u64;
-    let claims = Claims {
-        sub: format!("{role:?}-{tenant}"),
-        tenant: tenant.into(),
-        role,
-        publish: vec!["*".into()],
-        subscribe: vec!["*".into()],
-        exp: now + 600,
-        iat: Some(now),
-        nbf: None,
-    };
-    Minter::hs256(SECRET.as_bytes())
-        .mint(&claims)
-        .expect("mint")
+    mint(tenant, &format!("{role:?}-{tenant}"), role, &["*"], &["*"])
 }
 
 /// Requests made with one token.
@@ -265,7 +249,7 @@ impl As<'_> {
 #[tokio::test]
 async fn a_tenant_sees_and_changes_only_its_own_pollers() {
     let partner = Partner::start(200, json!({"v": 1})).await;
-    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
     let root = As(&server, token("default", Role::Admin));
     let acme = As(&server, token("acme", Role::Admin));
     let tenant = Some(json!({"name": "acme"}));

@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 use streambus_core::auth::Role;
-use streambus_server::auth::jwt::{Claims, Minter};
 
 use crate::cluster::Nodes;
 use crate::util::*;
@@ -558,33 +557,20 @@ async fn bad_input_is_refused_and_stores_nothing() {
     );
 }
 
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
 fn token(role: Role, streams: &[&str]) -> String {
-    let now = now_secs() as u64;
-    let globs: Vec<String> = streams.iter().map(|s| (*s).to_owned()).collect();
-    let claims = Claims {
-        sub: format!("requests-{}", role.as_str()),
-        tenant: "default".into(),
+    let publish: &[&str] = if role == Role::Producer { streams } else { &[] };
+    mint(
+        "default",
+        &format!("requests-{}", role.as_str()),
         role,
-        publish: if role == Role::Producer {
-            globs.clone()
-        } else {
-            Vec::new()
-        },
-        subscribe: globs,
-        exp: now + 600,
-        iat: Some(now),
-        nbf: None,
-    };
-    Minter::hs256(SECRET.as_bytes())
-        .mint(&claims)
-        .expect("mint")
+        publish,
+        streams,
+    )
 }
 
 #[tokio::test]
 async fn reporting_is_publishing_to_the_requests_stream_and_reading_is_for_operators() {
-    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
     let admin = token(Role::Admin, &[]);
     let handler = token(Role::Producer, &[STREAM]);
     let elsewhere = token(Role::Producer, &["other"]);

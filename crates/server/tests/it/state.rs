@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use streambus_core::EventStore;
 use streambus_core::auth::Role;
 use streambus_core::state::{StateChange, StateOutcome, StateWrite, merge_patch};
-use streambus_server::auth::jwt::{Claims, Minter};
 use streambus_store::{SqliteOptions, SqliteStore};
 
 use crate::util::*;
@@ -661,28 +660,15 @@ async fn bad_input_is_a_clear_4xx_and_stores_nothing() {
     assert_eq!(doc(&r, 4, false)["value"], json!({"back": true}));
 }
 
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
 fn token(role: Role, streams: &[&str]) -> String {
-    let now = now_secs() as u64;
-    let globs: Vec<String> = streams.iter().map(|s| (*s).to_owned()).collect();
-    let claims = Claims {
-        sub: format!("state-{}", role.as_str()),
-        tenant: "default".into(),
+    let publish: &[&str] = if role == Role::Producer { streams } else { &[] };
+    mint(
+        "default",
+        &format!("state-{}", role.as_str()),
         role,
-        publish: if role == Role::Producer {
-            globs.clone()
-        } else {
-            Vec::new()
-        },
-        subscribe: globs,
-        exp: now + 600,
-        iat: Some(now),
-        nbf: None,
-    };
-    Minter::hs256(SECRET.as_bytes())
-        .mint(&claims)
-        .expect("mint")
+        publish,
+        streams,
+    )
 }
 
 /// The status of `method path` with a bearer token (a `PUT` sends `1`).
@@ -698,7 +684,7 @@ async fn status(server: &TestServer, method: &str, path: &str, token: &str) -> u
 
 #[tokio::test]
 async fn writing_state_is_publishing_and_reading_it_is_reading_the_stream() {
-    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
     let admin = token(Role::Admin, &[]);
     let producer = token(Role::Producer, &["board"]);
     let consumer = token(Role::Consumer, &["board"]);

@@ -3,27 +3,11 @@
 
 use serde_json::{Value, json};
 use streambus_core::auth::Role;
-use streambus_server::auth::jwt::{Claims, Minter};
 
 use crate::util::*;
 
-const SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
-
 fn admin_of(tenant: &str) -> String {
-    let now = now_secs() as u64;
-    let claims = Claims {
-        sub: format!("admin-{tenant}"),
-        tenant: tenant.into(),
-        role: Role::Admin,
-        publish: vec![],
-        subscribe: vec![],
-        exp: now + 600,
-        iat: Some(now),
-        nbf: None,
-    };
-    Minter::hs256(SECRET.as_bytes())
-        .mint(&claims)
-        .expect("mint")
+    mint(tenant, &format!("admin-{tenant}"), Role::Admin, &[], &[])
 }
 
 async fn call(
@@ -44,7 +28,7 @@ async fn call(
 
 #[tokio::test]
 async fn tenants_see_only_their_own_data() {
-    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
     let root = admin_of("default");
     let (acme, globex) = (admin_of("acme"), admin_of("globex"));
     // A token for a tenant that does not exist yet is refused.
@@ -296,7 +280,7 @@ async fn tenants_see_only_their_own_data() {
 
 #[tokio::test]
 async fn a_tenant_can_have_its_own_limits() {
-    let server = TestServer::start_with(|c| c.auth.hs256_secret = SECRET.into()).await;
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
     let root = admin_of("default");
     let bad = call(
         &server,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use streambus_core::auth::Role;
 use streambus_server::Config;
+use streambus_server::auth::jwt::{Claims, Minter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
@@ -743,3 +745,25 @@ pub async fn stream_info(server: &TestServer, stream: &str) -> Value {
 
 /// A quiet window for "nothing else arrives" checks.
 pub const QUIET: Duration = Duration::from_millis(300);
+
+/// The HS256 secret of the tests that turn authentication on.
+pub const AUTH_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+
+/// A token signed with [`AUTH_SECRET`], valid for ten minutes.
+pub fn mint(tenant: &str, sub: &str, role: Role, publish: &[&str], subscribe: &[&str]) -> String {
+    let now = now_secs() as u64;
+    let globs = |g: &[&str]| g.iter().map(|s| (*s).to_owned()).collect();
+    let claims = Claims {
+        sub: sub.into(),
+        tenant: tenant.into(),
+        role,
+        publish: globs(publish),
+        subscribe: globs(subscribe),
+        exp: now + 600,
+        iat: Some(now),
+        nbf: None,
+    };
+    Minter::hs256(AUTH_SECRET.as_bytes())
+        .mint(&claims)
+        .expect("mint")
+}
