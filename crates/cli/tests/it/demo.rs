@@ -1,13 +1,15 @@
 //! `serve --demo` (issue 6 point 6): the simulated tournament drives the
-//! high-score and win-streak rules into animated events, and the simulated
+//! high-score and win-streak rules into animated events that an overlay's
+//! queue plays, and the simulated
 //! chat fills the live-streams registry through link detection. The demo is
 //! sped up with `STREAMBUS_SERVER__DEMO_INTERVAL_MS`; every wait polls
 //! against a deadline.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::cluster::{ws_next, ws_subscribe};
 use crate::proc::{DEADLINE, Proc, free_port};
 
 async fn get(client: &reqwest::Client, url: &str) -> Value {
@@ -52,6 +54,9 @@ async fn the_demo_tournament_drives_the_rules_and_fills_the_registry() {
     )];
     let server = Proc::spawn_with(free_port(), dir.path(), &["--demo"], &env).await;
     let client = reqwest::Client::new();
+    // An overlay, as the OBS page connects: its queue plays the derived
+    // animated events.
+    let mut overlay = ws_subscribe(server.port, json!({"overlayId": "main"})).await;
 
     let rules = get(&client, &server.url("/api/v1/rules")).await;
     let ids: Vec<&str> = rules["data"]
@@ -90,6 +95,24 @@ async fn the_demo_tournament_drives_the_rules_and_fills_the_registry() {
             .as_str()
             .is_some_and(|m| m.contains("win streak")),
         "{streaks}"
+    );
+
+    let start = tokio::time::Instant::now();
+    let played = loop {
+        let frame = ws_next(&mut overlay).await;
+        if frame["type"] == "EVENT_BROADCAST" && frame["event"]["source"] == "rule:demo-high-score"
+        {
+            break frame;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no derived event reached the overlay"
+        );
+    };
+    assert_eq!(played["event"]["type"], "high_score", "{played}");
+    assert!(
+        played["play"].as_u64().is_some(),
+        "queued for the overlay: {played}"
     );
 
     let registry = until(
