@@ -297,7 +297,10 @@ fn since_gates_the_rule() {
     assert!(!r.wants(&e, 5), "not the events before its creation");
     assert!(r.wants(&e, 6));
     r.def.enabled = false;
-    assert!(r.wants(&e, 6), "a disabled rule still folds (the engine emits nothing)");
+    assert!(
+        r.wants(&e, 6),
+        "a disabled rule still folds (the engine emits nothing)"
+    );
     let (internal, _) = event(json!({"stream_id": "s", "type": "t"}));
     let mut internal = internal;
     internal.stream_id = "_overlays".into();
