@@ -246,6 +246,11 @@ impl Rules {
         let _ = tokio::time::timeout(RELOAD_WAIT, seen.changed()).await;
     }
 
+    /// Forgets the rules of tenants not in `tenants` (deleted ones).
+    fn forget_others(&self, tenants: &[String]) {
+        self.lock().retain(|t, _| tenants.contains(t));
+    }
+
     /// Loads the configured rules and every tenant's catalog.
     ///
     /// # Errors
@@ -448,7 +453,9 @@ impl RulesFold {
     /// new here from the stored records between its `since` and what this
     /// node has folded.
     async fn reload(&self, state: &AppState) -> Result<(), ApiError> {
-        for tenant in state.tenants().await? {
+        let tenants = state.tenants().await?;
+        self.rules.forget_others(&tenants);
+        for tenant in tenants {
             for fresh in self.rules.reload(state, &tenant).await? {
                 if fresh.since >= self.folded {
                     continue;

@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use streambus_core::keys::check_tenant_name;
+use streambus_core::store::Catalog;
 use streambus_core::{DEFAULT_TENANT, time};
 
 use super::error::ApiError;
@@ -113,9 +114,22 @@ async fn remove(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     system(&tenant)?;
-    if state.store.delete_tenant(&name).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::NotFound(format!("no tenant `{name}`")))
+    if !state.store.delete_tenant(&name).await? {
+        return Err(ApiError::NotFound(format!("no tenant `{name}`")));
     }
+    // What runs unattended goes with it, so a tenant made again later under
+    // the same name starts without the old one's rules, webhooks and pollers.
+    for (catalog, key) in [
+        (Catalog::Rules, "id"),
+        (Catalog::Webhooks, "id"),
+        (Catalog::Pollers, "name"),
+    ] {
+        for entry in state.store.list_entries(catalog, &name).await? {
+            if let Some(k) = entry.get(key).and_then(Value::as_str) {
+                state.store.delete_entry(catalog, &name, k).await?;
+            }
+        }
+    }
+    state.rules.reload_now().await;
+    Ok(StatusCode::NO_CONTENT)
 }

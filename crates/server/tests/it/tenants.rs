@@ -321,3 +321,53 @@ async fn a_tenant_can_have_its_own_limits() {
         );
     }
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_its_rules_webhooks_and_pollers() {
+    let server = TestServer::start_with(|c| c.auth.hs256_secret = AUTH_SECRET.into()).await;
+    let root = admin_of("default");
+    let acme = admin_of("acme");
+    let made = |path: &'static str, body: Value| {
+        let (server, acme) = (&server, acme.clone());
+        async move {
+            let r = call(server, "POST", path, &acme, Some(body)).await;
+            assert_eq!(r.status, 201, "{path}: {}", r.text);
+        }
+    };
+    let new_tenant = || {
+        call(
+            &server,
+            "POST",
+            "/api/v1/tenants",
+            &root,
+            Some(json!({"name": "acme"})),
+        )
+    };
+    assert_eq!(new_tenant().await.status, 201);
+    made(
+        "/api/v1/rules",
+        json!({"id": "m", "detect": {"kind": "map"}, "emit": {"type": "x"}}),
+    )
+    .await;
+    made(
+        "/api/v1/webhooks",
+        json!({"id": "w", "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"}),
+    )
+    .await;
+    made(
+        "/api/v1/pollers",
+        json!({"name": "p", "url": "http://127.0.0.1:9/now", "interval_ms": 1000,
+               "stream": "s", "type": "t"}),
+    )
+    .await;
+    let r = call(&server, "DELETE", "/api/v1/tenants/acme", &root, None).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+
+    // Made again under the same name: it starts with none of them.
+    assert_eq!(new_tenant().await.status, 201);
+    for path in ["/api/v1/rules", "/api/v1/webhooks", "/api/v1/pollers"] {
+        let r = call(&server, "GET", path, &acme, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text);
+        assert_eq!(r.body["data"], json!([]), "{path}: {}", r.text);
+    }
+}
