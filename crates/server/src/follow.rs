@@ -37,13 +37,20 @@ pub trait Fold: Send + 'static {
     /// every record is read. Records outside it must not matter to the fold.
     fn shape(&self, _query: &mut EventQuery) {}
 
+    /// The offset after which the stored history matters to the fold at
+    /// start (by default all of it).
+    fn replay_from(&self) -> u64 {
+        0
+    }
+
     /// Folds records in offset order. `replay` is true while the history
     /// stored before this node started is read: effects that already
     /// happened then (deliveries, derived events) must not be repeated.
     async fn apply(&mut self, state: &AppState, records: &[Arc<Record>], replay: bool);
 
-    /// Called once the stored history is folded, before the live tail.
-    async fn live(&mut self, _state: &AppState) {}
+    /// Called once the stored history is folded up to `folded`, before the
+    /// live tail (which goes on after `folded`).
+    async fn live(&mut self, _state: &AppState, _folded: u64) {}
 
     /// When [`Fold::tick`] should next run, if ever.
     fn next_tick(&self) -> Option<Instant> {
@@ -67,7 +74,8 @@ pub async fn run<F: Fold>(state: AppState, mut fold: F) {
     // the replay already covered is skipped by offset.
     let mut tail = state.log.tail();
     let mut folded = loop {
-        match catch_up(&state, &mut fold, 0, true).await {
+        let from = fold.replay_from();
+        match catch_up(&state, &mut fold, from, true).await {
             Ok(last) => break last,
             Err(e) => {
                 warn!(engine = fold.name(), error = %e, "cannot read history; retrying");
@@ -79,7 +87,7 @@ pub async fn run<F: Fold>(state: AppState, mut fold: F) {
         }
     };
     info!(engine = fold.name(), folded, "history folded");
-    fold.live(&state).await;
+    fold.live(&state, folded).await;
     let wake = fold.wake();
     loop {
         let due = fold.next_tick();
@@ -135,6 +143,7 @@ async fn catch_up<F: Fold>(
     replay: bool,
 ) -> Result<u64, ApiError> {
     let head = state.log.head().await?;
+    let from = from.min(head);
     let mut read = 0;
     for tenant in state.tenants().await? {
         let mut cursor = Some(from);

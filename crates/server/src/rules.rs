@@ -246,6 +246,14 @@ impl Rules {
         let _ = tokio::time::timeout(RELOAD_WAIT, seen.changed()).await;
     }
 
+    /// The `since` of the oldest rule, if there is any.
+    fn oldest_since(&self) -> Option<u64> {
+        self.lock()
+            .values()
+            .flat_map(|rules| rules.values().map(|e| e.rule.def.since))
+            .min()
+    }
+
     /// Forgets the rules of tenants not in `tenants` (deleted ones).
     fn forget_others(&self, tenants: &[String]) {
         self.lock().retain(|t, _| tenants.contains(t));
@@ -482,6 +490,11 @@ impl Fold for RulesFold {
         "rules"
     }
 
+    /// Nothing before the oldest rule's creation matters to any memory.
+    fn replay_from(&self) -> u64 {
+        self.rules.oldest_since().unwrap_or(u64::MAX)
+    }
+
     async fn apply(&mut self, state: &AppState, records: &[Arc<Record>], replay: bool) {
         for record in records {
             self.folded = self.folded.max(record.offset());
@@ -498,7 +511,8 @@ impl Fold for RulesFold {
         }
     }
 
-    async fn live(&mut self, state: &AppState) {
+    async fn live(&mut self, state: &AppState, folded: u64) {
+        self.folded = self.folded.max(folded);
         let cutoff = time::now_ms() - RECOVERY_WINDOW_MS;
         let mut missing: Vec<Pending> = std::mem::take(&mut self.pending)
             .into_values()

@@ -216,7 +216,7 @@ impl Fold for Follower {
         }
     }
 
-    async fn live(&mut self, state: &AppState) {
+    async fn live(&mut self, state: &AppState, _folded: u64) {
         if let Some(rx) = self.statuses_rx.take() {
             state.tasks.spawn(write_statuses(state.clone(), rx));
         }

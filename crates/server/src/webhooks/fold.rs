@@ -218,7 +218,7 @@ impl Fold for DeliveryFold {
         }
     }
 
-    async fn live(&mut self, state: &AppState) {
+    async fn live(&mut self, state: &AppState, _folded: u64) {
         self.refresh(state, false).await;
         // Deliveries left pending before a restart are due.
         self.shared.wake();
