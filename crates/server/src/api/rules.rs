@@ -9,6 +9,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -18,6 +19,7 @@ use streambus_core::validate::{PublishContext, ValidationError};
 
 use super::error::ApiError;
 use super::extract::{AppBody, json_body};
+use super::types::created_at;
 use crate::auth::Tenant;
 use crate::publish::prepare;
 use crate::rules::Origin;
@@ -71,7 +73,7 @@ async fn create_rule(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     AppBody(body): AppBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let v = json_body(&body)?;
     let id = Rule::from_json(v.clone())?.def.id;
     if state.rules.origin(&tenant, &id).is_some() {
@@ -88,7 +90,7 @@ async fn put_rule(
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
     AppBody(body): AppBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     check_id(&id)?;
     let mut v = json_body(&body)?;
     match v.get("id") {
@@ -105,11 +107,7 @@ async fn put_rule(
 
 /// Checks and stores a definition, keeping `since` when the detector is
 /// unchanged, and installs it on this node.
-async fn store_rule(
-    state: &AppState,
-    tenant: &str,
-    mut v: Value,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn store_rule(state: &AppState, tenant: &str, mut v: Value) -> Result<Response, ApiError> {
     if let Value::Object(m) = &mut v {
         // `since` is the server's: set below.
         m.remove("since");
@@ -142,7 +140,7 @@ async fn store_rule(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view)))
+    Ok(created_at(status, &view, &format!("/api/v1/rules/{id}")))
 }
 
 async fn delete_rule(

@@ -355,7 +355,17 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     }
     req.extensions_mut().insert(identity.clone());
     let res = next.run(req).await;
-    if let Some((action, target)) = audited {
+    if let Some((action, mut target)) = audited {
+        // A creation in a collection names what it made in `Location`.
+        if target.is_empty()
+            && let Some(made) = res
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| l.rsplit('/').next())
+        {
+            target = made.to_owned();
+        }
         let outcome = res.status().as_u16();
         crate::audit::record(
             &state,

@@ -868,3 +868,22 @@ async fn call_status(
 ) -> u16 {
     status(server, method, path, body.as_ref(), Some(token)).await
 }
+
+#[tokio::test]
+async fn a_creation_in_a_collection_is_audited_under_the_name_it_made() {
+    let server = secured().await;
+    let admin = token(Role::Admin);
+    let rule =
+        json!({"id": "goal-alert", "detect": {"kind": "map"}, "emit": {"type": "alert.goal"}});
+    assert_eq!(
+        status(&server, "POST", "/api/v1/rules", Some(&rule), Some(&admin)).await,
+        201
+    );
+    let log = eventually("the rule's entry", || async {
+        let v = audit(&server, &admin, "?action=rule.create").await;
+        (v["data"].as_array().map(Vec::len) == Some(1)).then_some(v)
+    })
+    .await;
+    assert_eq!(log["data"][0]["target"], "goal-alert", "{log}");
+    assert_eq!(log["data"][0]["outcome"], 201, "{log}");
+}
