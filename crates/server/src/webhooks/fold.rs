@@ -8,11 +8,12 @@
 //! Each webhook has a *floor*: events at or below it get no delivery from
 //! this node. It is the larger of the webhook's `created_offset` (only
 //! later events are delivered) and the newest event offset among its
-//! stored deliveries. The replay after a start therefore repeats nothing
-//! (what was delivered, or given up, keeps its row and its state), but
-//! still creates the rows a crash may have missed between the last stored
-//! one and the head; the fold stores rows in offset order, so none is
-//! missing below the newest.
+//! stored deliveries. At start nothing is replayed as such: every webhook
+//! is found afresh and caught up from its floor to the head, which repeats
+//! nothing (what was delivered, or given up, keeps its row and its state)
+//! but creates the rows a crash may have missed after the last stored one;
+//! the fold stores rows in offset order, so none is missing below the
+//! newest.
 //!
 //! Definitions are loaded at the first record and reloaded when this node
 //! changes one ([`super::Webhooks::changed`]) or every [`RELOAD`] (other
@@ -218,7 +219,15 @@ impl Fold for DeliveryFold {
         }
     }
 
-    async fn live(&mut self, state: &AppState, _folded: u64) {
+    /// Nothing is replayed: when the fold goes live, each webhook is found
+    /// afresh and caught up from its own floor ([`DeliveryFold::catch_up`]),
+    /// which reads only what may lack a delivery.
+    fn replay_from(&self) -> u64 {
+        u64::MAX
+    }
+
+    async fn live(&mut self, state: &AppState, folded: u64) {
+        self.folded = self.folded.max(folded);
         self.refresh(state, false).await;
         // Deliveries left pending before a restart are due.
         self.shared.wake();
