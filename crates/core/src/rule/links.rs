@@ -63,14 +63,28 @@ pub struct Link {
 
 impl Link {
     /// The registry key: `platform:channel`, or `platform:video` when the
-    /// URL names no channel.
+    /// URL names no channel — always a valid state key: a handle's `@` is
+    /// dropped, any other character outside `[A-Za-z0-9_.:-]` becomes `-`,
+    /// and it is cut at 128 bytes.
     pub fn key(&self) -> String {
         let id = self
             .channel
             .as_deref()
             .or(self.video_id.as_deref())
             .unwrap_or_default();
-        format!("{}:{id}", self.platform.as_str())
+        let id = id.trim_start_matches('@');
+        let mut key: String = format!("{}:{id}", self.platform.as_str())
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        key.truncate(crate::name::MAX_ID_LEN);
+        key
     }
 }
 
@@ -345,6 +359,30 @@ mod tests {
         assert_eq!(keys, ["twitch:ana_plays", "youtube:xyz", "kick:bob"]);
         assert_eq!(links[0].url, "https://twitch.tv/ana_plays");
         assert_eq!(links[1].video_id.as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn keys_are_valid_state_keys() {
+        let urls = [
+            "https://www.tiktok.com/@dee.streams/live",
+            "https://www.youtube.com/@LofiGirl",
+            "https://www.facebook.com/Team%20Liquid/",
+            "https://example.org/a",
+            "https://kick.com/über_streamer",
+        ];
+        let keys: Vec<String> = urls
+            .iter()
+            .map(|u| classify(u).expect("a link").key())
+            .collect();
+        assert_eq!(keys[0], "tiktok:dee.streams");
+        assert_eq!(keys[1], "youtube:lofigirl");
+        for k in &keys {
+            assert!(crate::state::is_key(k), "{k}");
+        }
+        let long = format!("https://kick.com/{}", "a".repeat(300));
+        assert!(crate::state::is_key(
+            &classify(&long).expect("a link").key()
+        ));
     }
 
     #[test]

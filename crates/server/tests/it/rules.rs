@@ -255,6 +255,33 @@ async fn link_detection_feeds_the_live_streams_registry() {
     let all = server.get("/api/v1/state/streams").await;
     assert_eq!(all.status, 200, "{}", all.text);
     assert!(all.text.contains("youtube:abc123"), "{}", all.text);
+
+    // A handle's `@` is not a key character: the key drops it, the
+    // document keeps it.
+    server
+        .publish(chat("c4", "cy", "https://www.tiktok.com/@dee.streams/live"))
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let r = server.get("/api/v1/state/streams/tiktok:dee.streams").await;
+        if r.status == 200 {
+            assert_eq!(r.body["value"]["channel"], "@dee.streams", "{}", r.text);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registry: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rule = server.get("/api/v1/rules/links").await;
+    assert_eq!(
+        rule.body["stats"]["last_error"],
+        Value::Null,
+        "{}",
+        rule.text
+    );
 }
 
 #[tokio::test]
