@@ -29,6 +29,15 @@ pub fn is_stream_name(s: &str) -> bool {
         })
 }
 
+/// Maximum length of the name of a rule, webhook or other configured thing.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Is `s` a valid name of a rule, webhook or other configured thing:
+/// `[a-z0-9][a-z0-9._-]{0,63}`, a stream name of at most [`MAX_NAME_LEN`]?
+pub fn is_name(s: &str) -> bool {
+    s.len() <= MAX_NAME_LEN && is_stream_name(s)
+}
+
 /// Is `s` a valid event type?
 pub fn is_event_type(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_TYPE_LEN && s.bytes().all(is_type_byte)

@@ -89,17 +89,6 @@ fn serde_error(prefix: &str, e: &serde_json::Error) -> ValidationError {
     invalid(&field, text)
 }
 
-/// Is `s` a rule id: `[a-z0-9][a-z0-9._-]{0,63}`?
-pub fn is_rule_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
-        })
-}
-
 fn check_path(field: &str, path: &str) -> Result<(), ValidationError> {
     if path.is_empty() || path.split('.').any(str::is_empty) || path.len() > 200 {
         return Err(invalid(field, "must be a dotted path such as `data.score`"));
@@ -134,7 +123,7 @@ impl Rule {
     /// # Errors
     /// The offending field.
     pub fn compile(def: RuleDef) -> Result<Self, ValidationError> {
-        if !is_rule_id(&def.id) {
+        if !name::is_name(&def.id) {
             return Err(invalid("id", "must match [a-z0-9][a-z0-9._-]{0,63}"));
         }
         let filter = filter_from_json(def.when.clone())

@@ -88,6 +88,24 @@ impl Entry {
         }
     }
 
+    /// Counts `record` when this rule derived it.
+    fn note_output(&mut self, record: &Record) {
+        if record.event.source.strip_prefix(SOURCE_PREFIX) == Some(self.rule.def.id.as_str()) {
+            self.fired += 1;
+            self.last_fired_at = Some(record.event.time.clone());
+            self.last_output = record.offset();
+        }
+    }
+
+    /// Whether the rule looks at `record` (then counted as matched).
+    fn looks_at(&mut self, record: &Record) -> bool {
+        let yes = self.rule.wants(&record.event, record.offset());
+        if yes {
+            self.matched += 1;
+        }
+        yes
+    }
+
     fn view(&self) -> Value {
         let mut v = serde_json::to_value(&self.rule.def).unwrap_or_else(|_| json!({}));
         if let Value::Object(m) = &mut v {
@@ -195,14 +213,11 @@ impl Rules {
         let mut fresh = Vec::new();
         let mut tenants = self.lock();
         let rules = tenants.entry(tenant.to_owned()).or_default();
-        let mut old: BTreeMap<String, Entry> = std::mem::take(rules);
-        for (id, e) in std::mem::take(&mut old) {
-            if e.origin == origin {
-                old.insert(id, e);
-            } else {
-                rules.insert(id, e);
-            }
-        }
+        // This origin's rules are replaced; the other origin's stay.
+        let (mut old, others): (BTreeMap<String, Entry>, _) = std::mem::take(rules)
+            .into_iter()
+            .partition(|(_, e)| e.origin == origin);
+        *rules = others;
         for rule in defs {
             let id = rule.def.id.clone();
             let entry = match old.remove(&id) {
@@ -320,20 +335,19 @@ impl Rules {
         let Some(rules) = tenants.get_mut(&record.tenant) else {
             return Vec::new();
         };
-        if let Some(id) = event.source.strip_prefix(SOURCE_PREFIX)
-            && let Some(e) = rules.get_mut(id)
+        if let Some(e) = event
+            .source
+            .strip_prefix(SOURCE_PREFIX)
+            .and_then(|id| rules.get_mut(id))
         {
-            e.fired += 1;
-            e.last_fired_at = Some(event.time.clone());
-            e.last_output = record.offset();
+            e.note_output(record);
         }
         let mut doc: Option<Value> = None;
         let mut out = Vec::new();
         for entry in rules.values_mut() {
-            if !entry.rule.wants(event, record.offset()) {
+            if !entry.looks_at(record) {
                 continue;
             }
-            entry.matched += 1;
             let doc = match &doc {
                 Some(d) => d,
                 None => doc.insert(serde_json::to_value(event).unwrap_or(Value::Null)),
@@ -347,7 +361,7 @@ impl Rules {
                     tenant: record.tenant.clone(),
                     rule: entry.rule.def.id.clone(),
                     cause_offset: record.offset(),
-                    cause_ms: time::parse_rfc3339_ms(&event.time).unwrap_or(0),
+                    cause_ms: event.time_ms(),
                     derived: entry.rule.derive(event, doc, &firing),
                     cause_id: event.id.clone(),
                 });
@@ -367,17 +381,10 @@ impl Rules {
             return;
         };
         for record in records {
-            let event = &record.event;
-            if event.source.strip_prefix(SOURCE_PREFIX) == Some(fresh.id.as_str()) {
-                entry.fired += 1;
-                entry.last_fired_at = Some(event.time.clone());
-                entry.last_output = record.offset();
-            }
-            if event.stream_id.starts_with('_') || !entry.rule.wants(event, record.offset()) {
-                continue;
-            }
-            entry.matched += 1;
-            if let Ok(doc) = serde_json::to_value(event) {
+            entry.note_output(record);
+            if entry.looks_at(record)
+                && let Ok(doc) = serde_json::to_value(&record.event)
+            {
                 entry.rule.apply(&mut entry.memory, &doc);
             }
         }

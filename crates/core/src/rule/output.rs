@@ -66,7 +66,7 @@ pub(super) fn check_emit(def: &RuleDef) -> Result<(), ValidationError> {
         ));
     }
     if let Some(s) = emit.stream.as_deref().filter(|s| !has_placeholder(s))
-        && (!name::is_stream_name(s) || s.starts_with('_'))
+        && !name::is_stream_name(s)
     {
         return Err(ValidationError::new(
             "emit.stream",
@@ -92,7 +92,7 @@ pub(super) fn check_emit(def: &RuleDef) -> Result<(), ValidationError> {
         ));
     }
     if let Some(target) = &def.state
-        && (!name::is_stream_name(&target.stream) || target.stream.starts_with('_'))
+        && !name::is_stream_name(&target.stream)
     {
         return Err(ValidationError::new(
             "state.stream",

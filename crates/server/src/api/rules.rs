@@ -13,7 +13,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use streambus_core::rule::{Derived, Rule, is_rule_id};
+use streambus_core::name;
+use streambus_core::rule::{Derived, Rule};
 use streambus_core::store::Catalog;
 use streambus_core::validate::{PublishContext, ValidationError};
 
@@ -37,7 +38,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn check_id(id: &str) -> Result<(), ApiError> {
-    if is_rule_id(id) {
+    if name::is_name(id) {
         Ok(())
     } else {
         Err(ApiError::bad_field(
