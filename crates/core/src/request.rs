@@ -219,6 +219,9 @@ pub struct Request {
     pub reports: u64,
     /// The last report's step.
     pub last_report: Option<Step>,
+    /// True for a request in the `animated` class (its event status belongs
+    /// to the overlay queues).
+    pub animated: bool,
 }
 
 impl Request {
@@ -247,6 +250,7 @@ impl Request {
             error: None,
             reports: 0,
             last_report: None,
+            animated: event.class == EventClass::Animated,
         })
     }
 

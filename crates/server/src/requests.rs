@@ -152,11 +152,6 @@ impl Requests {
         }
     }
 
-    /// The settings.
-    pub fn config(&self) -> &RequestsConfig {
-        &self.config
-    }
-
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Table>> {
         // A panic in a short section leaves the tables consistent enough.
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)

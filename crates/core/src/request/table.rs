@@ -1,12 +1,12 @@
 //! One tenant's tracked requests, folded record by record (see the parent
 //! module for the lifecycle).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::Value;
 
 use super::{REQUEST_ID_FIELD, Request, State, Step, parse_type};
-use crate::event::{Event, EventClass};
+use crate::event::Event;
 
 /// What one event did to a [`Table`].
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,6 @@ pub struct Table {
     ids: HashMap<String, u64>,
     /// Offsets of finished requests, oldest finish first.
     finished: VecDeque<u64>,
-    animated: HashSet<u64>,
 }
 
 impl Table {
@@ -45,7 +44,6 @@ impl Table {
             by_offset: BTreeMap::new(),
             ids: HashMap::new(),
             finished: VecDeque::new(),
-            animated: Default::default(),
         }
     }
 
@@ -63,11 +61,8 @@ impl Table {
                 before: None,
                 after: request.state,
                 deadline_ms: request.deadline_ms(),
-                animated: event.class == EventClass::Animated,
+                animated: request.animated,
             };
-            if change.animated {
-                self.animated.insert(event.offset);
-            }
             self.ids.insert(request.id.clone(), event.offset);
             self.by_offset.insert(event.offset, request);
             return Some(change);
@@ -83,7 +78,7 @@ impl Table {
             before: Some(before),
             after: request.state,
             deadline_ms: request.deadline_ms(),
-            animated: self.animated.contains(&offset),
+            animated: request.animated,
         };
         if request.state.is_terminal() {
             self.finished.push_back(offset);
@@ -110,7 +105,6 @@ impl Table {
             let Some(offset) = self.finished.pop_front() else {
                 break;
             };
-            self.animated.remove(&offset);
             if let Some(r) = self.by_offset.remove(&offset) {
                 self.ids.remove(&r.id);
             }

@@ -194,9 +194,10 @@ impl Fold for Follower {
         for (tenant, change, at_ms) in changes {
             self.schedule(&tenant, &change.id, change.deadline_ms);
             debug!(%tenant, request = %change.id, state = change.after.as_str(), "request folded");
-            if replay || change.animated || change.before == Some(change.after) {
+            if replay || change.animated {
                 continue;
             }
+            // Empty for a report that leaves the state as it was.
             let statuses = statuses(change.before, change.after);
             if statuses.is_empty() {
                 continue;
@@ -236,8 +237,11 @@ impl Fold for Follower {
         let mut again = Vec::new();
         {
             let tables = self.requests.lock();
-            while let Some(first) = self.queue.first().filter(|(at, _, _)| *at <= now) {
-                let (_, tenant, id) = first.clone();
+            while self.queue.first().is_some_and(|(at, _, _)| *at <= now) {
+                // Refiled below.
+                let Some((_, tenant, id)) = self.queue.pop_first() else {
+                    break;
+                };
                 let r = tables.get(&tenant).and_then(|t| t.get(&id));
                 match r.and_then(|r| Some((r, r.deadline_ms()?))) {
                     Some((r, deadline)) if deadline <= now => {
@@ -249,8 +253,6 @@ impl Fold for Follower {
                     Some((_, deadline)) => again.push((tenant, id, Some(deadline))),
                     None => again.push((tenant, id, None)),
                 }
-                // Refiled below; removed now so the loop moves on.
-                self.queue.pop_first();
             }
         }
         for (tenant, id, at) in again {
