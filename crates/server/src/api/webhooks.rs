@@ -77,6 +77,10 @@ async fn find(state: &AppState, tenant: &str, id: &str) -> Result<Webhook, ApiEr
     Webhook::from_stored(&body).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
+fn no_delivery(id: &str, delivery: &str) -> ApiError {
+    ApiError::NotFound(format!("webhook `{id}` has no delivery `{delivery}`"))
+}
+
 fn location(id: &str) -> String {
     format!("/api/v1/webhooks/{id}")
 }
@@ -288,9 +292,7 @@ async fn find_delivery(
     let hook = find(state, tenant, id).await?;
     match state.store.get_delivery(tenant, delivery).await? {
         Some(d) if d.webhook == hook.id => Ok((hook, d)),
-        _ => Err(ApiError::NotFound(format!(
-            "webhook `{id}` has no delivery `{delivery}`"
-        ))),
+        _ => Err(no_delivery(id, delivery)),
     }
 }
 
@@ -320,9 +322,7 @@ async fn redeliver(
         .store
         .redeliver(&tenant, &delivery, now_ms())
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("webhook `{id}` has no delivery `{delivery}`"))
-        })?;
+        .ok_or_else(|| no_delivery(&id, &delivery))?;
     if let Some(Extension(w)) = &engine {
         w.wake();
     }

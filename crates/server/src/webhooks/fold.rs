@@ -41,6 +41,8 @@ use crate::state::AppState;
 
 /// How often definitions are reloaded without a local change.
 pub const RELOAD: Duration = Duration::from_secs(5);
+/// Offsets read (and their deliveries stored) at a time by a catch-up.
+const CATCH_UP_SPAN: u64 = 10_000;
 /// How long a failed insert of deliveries waits before it is tried again.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -149,16 +151,25 @@ impl DeliveryFold {
         if hook.floor >= self.folded {
             return Ok(());
         }
-        let records = read_range(state, tenant, hook.floor, self.folded, |_| {}).await?;
-        let now = streambus_core::time::now_ms();
-        let rows: Vec<Delivery> = records
-            .iter()
-            .filter(|r| hook.filter.matches(&r.event))
-            .map(|r| Delivery::new(&hook.id, &r.event.id, r.offset(), now))
-            .collect();
+        // A span of offsets at a time, stored in offset order, so a long
+        // backlog is never held whole.
+        let mut deliveries = 0;
+        let mut from = hook.floor;
+        while from < self.folded && !state.shutdown.is_cancelled() {
+            let to = from.saturating_add(CATCH_UP_SPAN).min(self.folded);
+            let records = read_range(state, tenant, from, to, |_| {}).await?;
+            let now = streambus_core::time::now_ms();
+            let rows: Vec<Delivery> = records
+                .iter()
+                .filter(|r| hook.filter.matches(&r.event))
+                .map(|r| Delivery::new(&hook.id, &r.event.id, r.offset(), now))
+                .collect();
+            deliveries += rows.len();
+            self.store(state, tenant, rows).await;
+            from = to;
+        }
         info!(%tenant, webhook = %hook.id, from = hook.floor, to = self.folded,
-              deliveries = rows.len(), "webhook caught up");
-        self.store(state, tenant, rows).await;
+              deliveries, "webhook caught up");
         Ok(())
     }
 

@@ -106,15 +106,7 @@ fn request_error(e: &reqwest::Error, timeout_ms: u64) -> AttemptError {
     if e.is_timeout() {
         return AttemptError::Timeout(timeout_ms);
     }
-    // The chain holds the useful part ("connection refused").
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    AttemptError::Request(text)
+    AttemptError::Request(crate::error_chain(e))
 }
 
 /// The first [`ERROR_BODY_BYTES`] of a failed answer's body, as text.

@@ -159,7 +159,21 @@ async fn claim_and_start(
             }
         };
         let full = claimed.len() == free;
+        // Each webhook's definition is read once per batch, not per attempt.
+        let mut hooks: HashMap<(String, String), Option<Arc<Webhook>>> = HashMap::new();
         for (tenant, delivery) in claimed {
+            let key = (tenant.clone(), delivery.webhook.clone());
+            let hook = match hooks.get(&key) {
+                Some(h) => h.clone(),
+                None => match definition(state, &tenant, &delivery.webhook).await {
+                    Ok(h) => hooks.entry(key).or_insert(h).clone(),
+                    Err(e) => {
+                        // Nothing can be recorded either; the lease brings it back.
+                        warn!(%tenant, delivery = %delivery.id, error = %e, "cannot read a webhook definition");
+                        continue;
+                    }
+                },
+            };
             let Some(slot) = pool
                 .in_flight
                 .take(&tenant, &delivery.webhook, settings.per_webhook)
@@ -179,6 +193,7 @@ async fn claim_and_start(
                 pool.client.clone(),
                 tenant,
                 delivery,
+                hook,
                 (permit, slot),
             ));
         }
@@ -207,29 +222,42 @@ async fn defer(state: &AppState, shared: &Webhooks, tenant: &str, d: &Delivery) 
 /// What to send, or why not.
 enum Prepared {
     /// The webhook and the event's canonical JSON.
-    Send(Box<Webhook>, Bytes),
+    Send(Arc<Webhook>, Bytes),
     /// An attempt that fails without a request.
-    Fail(Box<Webhook>, AttemptError),
+    Fail(Arc<Webhook>, AttemptError),
     /// The webhook no longer exists: its deliveries go with it.
     Orphan,
 }
 
-/// Reads the webhook and the event of a claimed delivery.
-async fn prepare(state: &AppState, tenant: &str, d: &Delivery) -> Result<Prepared, StoreError> {
-    let Some(body) = state
-        .store
-        .get_entry(Catalog::Webhooks, tenant, &d.webhook)
-        .await?
-    else {
-        return Ok(Prepared::Orphan);
+/// A webhook's definition, `None` when it no longer exists.
+async fn definition(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<Arc<Webhook>>, StoreError> {
+    let Some(body) = state.store.get_entry(Catalog::Webhooks, tenant, id).await? else {
+        return Ok(None);
     };
     let hook = Webhook::from_stored(&body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Some(Arc::new(hook)))
+}
+
+/// Reads the event of a claimed delivery of `hook` (`None`: deleted).
+async fn prepare(
+    state: &AppState,
+    tenant: &str,
+    d: &Delivery,
+    hook: Option<Arc<Webhook>>,
+) -> Result<Prepared, StoreError> {
+    let Some(hook) = hook else {
+        return Ok(Prepared::Orphan);
+    };
     if d.event_offset <= hook.created_offset {
-        return Ok(Prepared::Fail(Box::new(hook), AttemptError::Superseded));
+        return Ok(Prepared::Fail(hook, AttemptError::Superseded));
     }
     Ok(match state.store.get(tenant, &d.event_id).await? {
-        Some(record) => Prepared::Send(Box::new(hook), record.json.clone()),
-        None => Prepared::Fail(Box::new(hook), AttemptError::EventGone),
+        Some(record) => Prepared::Send(hook, record.json.clone()),
+        None => Prepared::Fail(hook, AttemptError::EventGone),
     })
 }
 
@@ -241,9 +269,10 @@ async fn attempt(
     client: reqwest::Client,
     tenant: String,
     d: Delivery,
+    hook: Option<Arc<Webhook>>,
     held: (OwnedSemaphorePermit, Slot),
 ) {
-    make_attempt(&state, &shared, &client, &tenant, &d).await;
+    make_attempt(&state, &shared, &client, &tenant, &d, hook).await;
     // Free before waking, so the loop counts this permit as free.
     drop(held);
     shared.wake();
@@ -256,8 +285,9 @@ async fn make_attempt(
     client: &reqwest::Client,
     tenant: &str,
     d: &Delivery,
+    hook: Option<Arc<Webhook>>,
 ) {
-    let prepared = match prepare(state, tenant, d).await {
+    let prepared = match prepare(state, tenant, d, hook).await {
         Ok(p) => p,
         Err(e) => {
             // Nothing can be recorded either; the lease brings it back.
@@ -334,24 +364,21 @@ fn decide(
             last_error: None,
         },
         Err(e) => {
-            let dead = e.is_final() || attempts >= hook.max_attempts;
-            let delay = delay_ms(
-                settings.backoff_ms,
-                settings.backoff_max_ms,
-                attempts,
-                shared.jitter.unit(),
-            );
+            let (state, next_attempt_ms) = if e.is_final() || attempts >= hook.max_attempts {
+                (DeliveryState::Dead, now)
+            } else {
+                let delay = delay_ms(
+                    settings.backoff_ms,
+                    settings.backoff_max_ms,
+                    attempts,
+                    shared.jitter.unit(),
+                );
+                let delay = i64::try_from(delay).unwrap_or(i64::MAX);
+                (DeliveryState::Pending, now.saturating_add(delay))
+            };
             AttemptResult {
-                state: if dead {
-                    DeliveryState::Dead
-                } else {
-                    DeliveryState::Pending
-                },
-                next_attempt_ms: if dead {
-                    now
-                } else {
-                    now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX))
-                },
+                state,
+                next_attempt_ms,
                 last_status: e.status(),
                 last_error: Some(e.to_string()),
             }
