@@ -174,15 +174,7 @@ pub struct EngineCheck {
 /// # Errors
 /// An inconsistent configuration.
 pub async fn check_engines(config: &Config) -> Result<Vec<EngineCheck>, ServeError> {
-    let describe = |e: &dyn std::error::Error| {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        text
-    };
+    let describe = |e: &dyn std::error::Error| error_chain(e);
     Ok(match config.cluster.mode()? {
         config::Mode::Embedded => {
             let dir = config.server.data_dir.clone();
@@ -223,6 +215,18 @@ pub async fn check_engines(config: &Config) -> Result<Vec<EngineCheck>, ServeErr
             ]
         }
     })
+}
+
+/// An error with its causes, `outer: inner: …`, for messages (the causes
+/// hold the useful part, such as "connection refused").
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// A URL with any password replaced, for messages.

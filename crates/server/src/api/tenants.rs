@@ -4,11 +4,13 @@
 //! so a tenant's admins see and change only their own events, types,
 //! templates, overlays, keys and audit log.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use streambus_core::keys::check_tenant_name;
@@ -18,6 +20,7 @@ use streambus_core::{DEFAULT_TENANT, time};
 use super::error::ApiError;
 use super::extract::{AppBody, json_body};
 use crate::auth::Tenant;
+use crate::ingest::Ingest;
 use crate::state::AppState;
 
 /// Routes of this module.
@@ -112,6 +115,7 @@ async fn remove(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     Path(name): Path<String>,
+    ingest: Option<Extension<Arc<Ingest>>>,
 ) -> Result<StatusCode, ApiError> {
     system(&tenant)?;
     if !state.store.delete_tenant(&name).await? {
@@ -131,5 +135,11 @@ async fn remove(
         }
     }
     state.rules.reload_now().await;
+    if let Some(Extension(ingest)) = ingest
+        && let Err(e) = ingest.pollers.resync(&state).await
+    {
+        // The catalog is clear; a cluster's periodic pass stops them.
+        tracing::warn!(tenant = %name, error = %e, "pollers of a deleted tenant not stopped yet");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

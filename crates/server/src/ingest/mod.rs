@@ -49,12 +49,21 @@ impl Ingest {
     pub async fn start(state: &AppState) -> Arc<Self> {
         let ingest = Arc::new(Self::default());
         ingest.pollers.start_configured(state);
-        if let Err(e) = ingest.pollers.resync(state).await {
-            warn!(error = %e, "cannot read the poller catalog; retrying");
+        let loaded = match ingest.pollers.resync(state).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "cannot read the poller catalog; retrying");
+                false
+            }
+        };
+        // Alone, this node makes every change itself (the routes resync at
+        // once): the periodic pass is for other nodes' changes, or to retry
+        // a failed first load.
+        if state.config.cluster.is_cluster() || !loaded {
+            state
+                .tasks
+                .spawn(registry::run(Arc::clone(&ingest), state.clone()));
         }
-        state
-            .tasks
-            .spawn(registry::run(Arc::clone(&ingest), state.clone()));
         ingest
     }
 

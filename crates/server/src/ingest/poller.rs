@@ -111,7 +111,7 @@ impl Poller {
 
     /// The `GET /pollers` entry.
     pub fn report(&self) -> Value {
-        Self::report_of(&self.config, self.origin, &self.health().clone())
+        Self::report_of(&self.config, self.origin, &self.health())
     }
 
     /// The `GET /pollers` entry of a stored poller that is not running on
@@ -241,11 +241,12 @@ impl Poller {
             limit: 1,
             ..EventQuery::default()
         };
-        let page = state
-            .store
-            .query(&c.tenant, &query)
-            .await
-            .map_err(|e| format!("cannot read the last polled value: {}", chain(&e)))?;
+        let page = state.store.query(&c.tenant, &query).await.map_err(|e| {
+            format!(
+                "cannot read the last polled value: {}",
+                crate::error_chain(&e)
+            )
+        })?;
         Ok(page.records.first().map(|r| Last {
             id: r.event.id.clone(),
             value: r.event.data.get("value").cloned().unwrap_or(Value::Null),
@@ -264,7 +265,7 @@ impl Poller {
             .get(&c.url)
             .send()
             .await
-            .map_err(|e| format!("request failed: {}", chain(&e)))?;
+            .map_err(|e| format!("request failed: {}", crate::error_chain(&e)))?;
         let status = res.status();
         if !status.is_success() {
             return Err(format!("HTTP {status}"));
@@ -272,7 +273,7 @@ impl Poller {
         let body = res
             .bytes()
             .await
-            .map_err(|e| format!("reading the body failed: {}", chain(&e)))?;
+            .map_err(|e| format!("reading the body failed: {}", crate::error_chain(&e)))?;
         if body.len() > state.limits.max_body_bytes {
             return Err(format!("body over {} bytes", state.limits.max_body_bytes));
         }
@@ -321,17 +322,6 @@ impl Poller {
         }
         Ok(())
     }
-}
-
-/// An error with its causes, for `last_error`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -164,7 +164,7 @@ impl Pollers {
                     entry["name"].as_str().unwrap_or("").to_owned(),
                 );
                 let skipped = match decode(&tenant, entry) {
-                    Ok(c) if is_configured(state, &tenant, &c.name).is_some() => {
+                    Ok(c) if is_configured(state, &tenant, &c.name) => {
                         Some("it has the name of a configured poller, which runs instead".into())
                     }
                     Ok(c) => {
@@ -218,17 +218,7 @@ impl Pollers {
         state: &AppState,
         config: PollerConfig,
     ) -> Result<Value, PollerError> {
-        let _writes = self.writes.lock().await;
-        let (tenant, name) = (config.tenant.clone(), config.name.clone());
-        refuse_configured(state, &tenant, &name)?;
-        let stored = state.store.list_entries(Catalog::Pollers, &tenant).await?;
-        if stored.iter().any(|e| e["name"] == name.as_str()) {
-            return Err(PollerError::Exists(name));
-        }
-        if stored.len() >= MAX_POLLERS_PER_TENANT {
-            return Err(PollerError::TooMany);
-        }
-        Ok(self.store_and_start(state, config).await?.0)
+        Ok(self.store(state, config, false).await?.0)
     }
 
     /// `PUT /pollers/{name}`: stores and (re)starts a poller; true when it
@@ -241,12 +231,29 @@ impl Pollers {
         state: &AppState,
         config: PollerConfig,
     ) -> Result<(Value, bool), PollerError> {
+        self.store(state, config, true).await
+    }
+
+    /// [`Self::create`] and [`Self::put`]: refuses a configured name, an
+    /// existing one unless `replace`, and a new one beyond the tenant's
+    /// bound, then stores and runs `config`.
+    async fn store(
+        &self,
+        state: &AppState,
+        config: PollerConfig,
+        replace: bool,
+    ) -> Result<(Value, bool), PollerError> {
         let _writes = self.writes.lock().await;
-        let (tenant, name) = (config.tenant.clone(), config.name.clone());
-        refuse_configured(state, &tenant, &name)?;
-        let stored = state.store.list_entries(Catalog::Pollers, &tenant).await?;
-        let new = !stored.iter().any(|e| e["name"] == name.as_str());
-        if new && stored.len() >= MAX_POLLERS_PER_TENANT {
+        refuse_configured(state, &config.tenant, &config.name)?;
+        let stored = state
+            .store
+            .list_entries(Catalog::Pollers, &config.tenant)
+            .await?;
+        let exists = stored.iter().any(|e| e["name"] == config.name.as_str());
+        if exists && !replace {
+            return Err(PollerError::Exists(config.name));
+        }
+        if !exists && stored.len() >= MAX_POLLERS_PER_TENANT {
             return Err(PollerError::TooMany);
         }
         self.store_and_start(state, config).await
@@ -292,8 +299,7 @@ impl Pollers {
             .store
             .delete_entry(Catalog::Pollers, tenant, name)
             .await?;
-        let running = self.take(tenant, name);
-        if let Some(old) = running {
+        if let Some(old) = self.take(tenant, name) {
             stop(old).await;
         }
         if !existed {
@@ -323,7 +329,7 @@ impl Pollers {
             .await?
             .into_iter()
             .filter_map(|e| decode(tenant, e).ok())
-            .filter(|c| is_configured(state, tenant, &c.name).is_none())
+            .filter(|c| !is_configured(state, tenant, &c.name))
             .collect();
         stored.sort_by(|a, b| a.name.cmp(&b.name));
         out.extend(stored.iter().map(|c| self.report_of_stored(c)));
@@ -340,7 +346,7 @@ impl Pollers {
         tenant: &str,
         name: &str,
     ) -> Result<Value, PollerError> {
-        if is_configured(state, tenant, name).is_some() {
+        if is_configured(state, tenant, name) {
             return self
                 .get(tenant, name)
                 .map(|p| p.report())
@@ -379,21 +385,21 @@ async fn stop(old: Running) {
     }
 }
 
-/// The configured poller `(tenant, name)`, if any.
-fn is_configured<'a>(state: &'a AppState, tenant: &str, name: &str) -> Option<&'a PollerConfig> {
+/// Is `(tenant, name)` a poller of the configuration file?
+fn is_configured(state: &AppState, tenant: &str, name: &str) -> bool {
     state
         .config
         .ingest
         .pollers
         .iter()
-        .find(|c| c.tenant == tenant && c.name == name)
+        .any(|c| c.tenant == tenant && c.name == name)
 }
 
 fn refuse_configured(state: &AppState, tenant: &str, name: &str) -> Result<(), PollerError> {
-    match is_configured(state, tenant, name) {
-        Some(_) => Err(PollerError::Configured(name.to_owned())),
-        None => Ok(()),
+    if is_configured(state, tenant, name) {
+        return Err(PollerError::Configured(name.to_owned()));
     }
+    Ok(())
 }
 
 /// A stored entry of `tenant` as settings, or why it is not usable (written
@@ -407,11 +413,12 @@ fn decode(tenant: &str, entry: Value) -> Result<PollerConfig, String> {
     Ok(c)
 }
 
-/// Keeps the stored pollers in step with the catalog until shutdown, every
-/// [`RESYNC_INTERVAL`]: in cluster mode this is how a change made on another
-/// node arrives; alone it retries a failed first load and stops the pollers
-/// of a deleted tenant.
+/// Keeps the stored pollers in step with the catalog every
+/// [`RESYNC_INTERVAL`]: in cluster mode, until shutdown, this is how a
+/// change made on another node arrives; alone it only retries a failed
+/// first load, until one succeeds.
 pub async fn run(ingest: Arc<super::Ingest>, state: AppState) {
+    let cluster = state.config.cluster.is_cluster();
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::now() + RESYNC_INTERVAL,
         RESYNC_INTERVAL,
@@ -422,8 +429,10 @@ pub async fn run(ingest: Arc<super::Ingest>, state: AppState) {
             _ = state.shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = ingest.pollers.resync(&state).await {
-            warn!(error = %e, "cannot read the poller catalog");
+        match ingest.pollers.resync(&state).await {
+            Ok(()) if !cluster => break,
+            Ok(()) => {}
+            Err(e) => warn!(error = %e, "cannot read the poller catalog"),
         }
     }
 }
